@@ -1,0 +1,70 @@
+"""Source files at a commit -> the validated desired state; and the desired state as YAML.
+
+The one function both the CLI (`render`, before any engine run) and the Pulumi program call,
+so what `render` prints is exactly what `up` applies.
+"""
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+
+import yaml
+
+from .errors import Problem
+from .manifests.load import IGNORE_FILE, Document, load_documents, select_manifest_files
+from .manifests.validate import validate
+from .model import DesiredState, Manifest
+from .settings import StackSettings
+from .source.git import GitSource, SourceFile
+
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def desired_state_from_files(files: Sequence[SourceFile], *, repo: str, commit: str, path: str,
+                             namespace: str, cluster_kinds: Sequence[str] = ()) -> DesiredState:
+    """Pure: the files of one commit -> a desired state, or `ManifestError` with every problem."""
+    folder = "" if path in ("", ".") else path.strip("/")
+    by_path = {f.path: f for f in files}
+    ignore = by_path.get(posixpath.join(folder, IGNORE_FILE) if folder else IGNORE_FILE)
+    chosen = select_manifest_files(by_path, folder, ignore.data.decode("utf-8", "replace") if ignore else None)
+    documents: list[Document] = []
+    problems: list[Problem] = []
+    for file_path in chosen:
+        docs, file_problems = load_documents(file_path, by_path[file_path].data)
+        documents.extend(docs)
+        problems.extend(file_problems)
+    manifests = validate(documents, namespace, cluster_kinds, problems)
+    return DesiredState(repo=repo, commit=commit, path=path, manifests=manifests)
+
+
+def read_desired_state(source: GitSource, commit: str, settings: StackSettings) -> DesiredState:
+    files = source.read(commit, settings.path)
+    return desired_state_from_files(files, repo=source.label, commit=commit, path=settings.path,
+                                    namespace=settings.namespace, cluster_kinds=settings.cluster_kinds)
+
+
+REDACTED = "<redacted>"
+
+
+def redacted_secret(manifest: Manifest) -> dict:
+    """A Secret with its keys kept and values hidden. No hash either: short secrets would fall to guessing."""
+    body = dict(manifest.body)
+    for key in ("data", "stringData"):
+        values = body.get(key)
+        if isinstance(values, dict):
+            body[key] = dict.fromkeys(values, REDACTED)
+    return body
+
+
+def is_secret(manifest: Manifest) -> bool:
+    return manifest.id.group == "" and manifest.id.kind == "Secret"
+
+
+def to_yaml(state: DesiredState, show_secrets: bool = False) -> str:
+    """A YAML stream of the desired state, each object headed by where it was written."""
+    parts = [f"# repo: {state.repo}\n# commit: {state.commit}\n# path: {state.path}\n# objects: {len(state.manifests)}\n"]
+    for manifest in state.manifests:
+        body = manifest.body if show_secrets or not is_secret(manifest) else redacted_secret(manifest)
+        parts.append(f"---\n# {manifest.id.subject} from {manifest.origin}\n"
+                     + yaml.dump(dict(body), Dumper=_Dumper, sort_keys=False, default_flow_style=False))
+    return "".join(parts)

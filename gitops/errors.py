@@ -1,0 +1,60 @@
+"""One error hierarchy for the whole project.
+
+Every message names what the user must look at: the file and line, the object
+(`kind/namespace/name`), or the repo/ref/path, so no traceback is needed to act on it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class GitOpsError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the desired state, located as `path:line`."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class ManifestError(GitOpsError):
+    """The desired state is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.message)))
+        count = len(self.problems)
+        header = f"{count} problem{'s' if count != 1 else ''} in the manifests; nothing was applied:"
+        super().__init__("\n".join([header, *(f"  {p}" for p in self.problems)]))
+
+
+class SourceError(GitOpsError):
+    """The config repo, ref or path cannot be read."""
+
+    def __init__(self, message: str, *, repo: str, ref: str | None = None, path: str | None = None):
+        self.repo, self.ref, self.path = repo, ref, path
+        where = f"repo {repo}" + (f", ref {ref}" if ref else "") + (f", path {path}" if path else "")
+        super().__init__(f"{message} ({where})")
+
+
+class SettingsError(GitOpsError):
+    """A stack setting or CLI flag is missing or malformed."""
+
+
+class ToolError(GitOpsError):
+    """A pinned engine or control-plane binary cannot be found or built."""
+
+
+class ClusterError(GitOpsError):
+    """The local control plane failed to start, or is not running."""
+
+
+class EngineError(GitOpsError):
+    """The Pulumi engine failed (preview, up, refresh)."""

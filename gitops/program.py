@@ -1,0 +1,101 @@
+"""The Pulumi program: the config repo at one commit -> one Kubernetes resource per object.
+
+The only module that imports `pulumi_kubernetes`. Run by `pulumi up` through the root
+`__main__.py`, and by `gitops up` through the Automation API with the same files.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .desired import read_desired_state
+from .errors import GitOpsError
+from .model import DesiredState
+from .resources import ResourceSpec, resource_specs
+from .settings import NAMESPACE, StackSettings, settings_from_config
+from .source.git import GitSource
+
+# Set by `gitops up`/the watcher: the commit it already resolved and rendered, so the program
+# deploys exactly that commit even if the ref moves while the engine starts.
+COMMIT_ENV = "GITOPS_COMMIT"
+_SETTING_KEYS = ("repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds")
+
+
+class KubernetesObject(pulumi.CustomResource):
+    """Any Kubernetes object, registered under the provider's own type for its GVK."""
+
+    def __init__(self, spec: ResourceSpec, opts: pulumi.ResourceOptions):
+        props = dict(spec.props)
+        for field in spec.secret_fields:
+            props[field] = pulumi.Output.secret(props[field])
+        super().__init__(spec.type, spec.name, props, opts)
+
+
+def stack_settings() -> StackSettings:
+    config = pulumi.Config(NAMESPACE)
+    present = {key: value for key in _SETTING_KEYS if (value := config.get(key)) is not None}
+    return settings_from_config(present)
+
+
+def builtin_versions() -> dict[tuple[str, str], tuple[str, ...]]:
+    """Every version of every built-in kind, from the provider SDK's own type registry."""
+    versions: dict[tuple[str, str], list[str]] = {}
+    for modules in pulumi.runtime.rpc._RESOURCE_MODULES.values():
+        for module in modules:
+            for token in getattr(module, "mod_info", {}).get("classes", {}):
+                _, group_version, kind = token.split(":")
+                group, _, version = group_version.rpartition("/")
+                versions.setdefault(("" if group == "core" else group, kind), []).append(version)
+    return {key: tuple(v) for key, v in versions.items()}
+
+
+def register(state: DesiredState, settings: StackSettings) -> list[KubernetesObject]:
+    # ConfigMaps and Secrets are updated in place, as `kubectl apply`, Flux and Argo CD do; the
+    # provider's default would replace them (new UID) on every data change. Objects marked
+    # `immutable: true` are still replaced, as Kubernetes requires.
+    provider = k8s.Provider("cluster", kubeconfig=settings.resolved_kubeconfig(), context=settings.context,
+                            enable_server_side_apply=True, enable_config_map_mutable=True,
+                            enable_secret_mutable=True)
+    specs = resource_specs(state, skip_await=settings.skip_await, builtin_versions=builtin_versions())
+    by_name: dict[str, KubernetesObject] = {}
+    # Specs come in file order, but a dependency may be declared in a later file.
+    for spec in _dependencies_first(specs):
+        opts = pulumi.ResourceOptions(
+            provider=provider,
+            depends_on=[by_name[n] for n in spec.depends_on],
+            aliases=[pulumi.Alias(type_=t) for t in spec.alias_types],
+            retain_on_delete=not settings.prune,
+            additional_secret_outputs=list(spec.secret_fields),
+        )
+        by_name[spec.name] = KubernetesObject(spec, opts)
+    return list(by_name.values())
+
+
+def _dependencies_first(specs: Sequence[ResourceSpec]) -> list[ResourceSpec]:
+    # Dependencies are only Namespaces and CRDs, which depend on nothing: one pass suffices.
+    needed = {n for s in specs for n in s.depends_on}
+    return [s for s in specs if s.name in needed] + [s for s in specs if s.name not in needed]
+
+
+def run(project_dir: str | None = None) -> None:
+    """Entry point of the Pulumi program."""
+    try:
+        settings = stack_settings()
+        source = GitSource(settings.resolved_repo(Path(project_dir or os.getcwd())))
+        commit = os.environ.get(COMMIT_ENV) or source.resolve(settings.ref)
+        state = read_desired_state(source, commit, settings)
+    except GitOpsError as e:
+        # A clean message instead of a traceback; nothing has been registered yet.
+        raise pulumi.RunError(str(e)) from e
+    register(state, settings)
+    pulumi.export("repo", state.repo)
+    pulumi.export("ref", settings.ref)
+    pulumi.export("commit", state.commit)
+    pulumi.export("path", state.path)
+    pulumi.export("objectCount", len(state.manifests))
+    pulumi.export("subjects", state.subjects)
+

@@ -1,0 +1,77 @@
+"""Desired state -> one resource spec per object: type, logical name, properties, dependencies.
+
+Pure, so the modelling is tested without an engine; `program.py` only hands these to Pulumi.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .desired import is_secret
+from .manifests.scope import CRD_KIND, crd_defines
+from .model import DesiredState, Manifest, ObjectId
+
+# Changing `apiVersion` (v1beta1 -> v1) must update an object in place, not delete and re-create
+# it, so each resource aliases its type at the other versions its kind has had: the provider's
+# own list for built-in kinds, the CRD's versions for custom kinds defined in the repo, and these
+# common ones for custom kinds whose CRD lives elsewhere. Each alias costs the engine a lookup,
+# so the lists stay as short as the facts allow.
+COMMON_VERSIONS = ("v1alpha1", "v1beta1", "v1beta2", "v1", "v2beta1", "v2")
+SECRET_FIELDS = ("data", "stringData")
+SKIP_AWAIT = "pulumi.com/skipAwait"
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    name: str
+    type: str
+    props: Mapping[str, Any]
+    depends_on: tuple[str, ...]
+    alias_types: tuple[str, ...]
+    secret_fields: tuple[str, ...]
+    subject: str
+
+
+def type_token(group: str, version: str, kind: str) -> str:
+    """The provider's own type for a GVK, e.g. `kubernetes:apps/v1:Deployment`."""
+    return f"kubernetes:{group or 'core'}/{version}:{kind}"
+
+
+def logical_name(object_id: ObjectId) -> str:
+    """Stable across file moves and apiVersion changes; unique per object by construction."""
+    scope = f"{object_id.namespace}/{object_id.name}" if object_id.namespace else object_id.name
+    return f"{object_id.group or 'core'}/{object_id.kind}:{scope}"
+
+
+def resource_specs(state: DesiredState, skip_await: bool = False,
+                   builtin_versions: Mapping[tuple[str, str], Sequence[str]] | None = None) -> list[ResourceSpec]:
+    """One spec per object. `builtin_versions` maps (group, kind) to every version the provider knows."""
+    namespaces = {m.id.name: logical_name(m.id) for m in state.manifests if (m.id.group, m.id.kind) == ("", "Namespace")}
+    crds: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+    for m in state.manifests:
+        if (m.id.group, m.id.kind) == CRD_KIND and (defined := crd_defines(m.body)):
+            crds[(defined[0], defined[1])] = (logical_name(m.id), defined[3])
+    return [_spec(m, namespaces, crds, skip_await, builtin_versions or {}) for m in state.manifests]
+
+
+def _spec(manifest: Manifest, namespaces: Mapping[str, str], crds: Mapping[tuple[str, str], tuple[str, Sequence[str]]],
+          skip_await: bool, builtin_versions: Mapping[tuple[str, str], Sequence[str]]) -> ResourceSpec:
+    oid = manifest.id
+    depends_on = []
+    if oid.namespace and oid.namespace in namespaces:
+        depends_on.append(namespaces[oid.namespace])
+    crd = crds.get((oid.group, oid.kind))
+    if crd is not None:
+        depends_on.append(crd[0])
+    known = builtin_versions.get((oid.group, oid.kind)) or (crd[1] if crd else COMMON_VERSIONS)
+    aliases = tuple(type_token(oid.group, v, oid.kind) for v in dict.fromkeys(known) if v != manifest.version)
+    props = dict(manifest.body)
+    if skip_await:
+        metadata = dict(props.get("metadata") or {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), SKIP_AWAIT: "true"}
+        props["metadata"] = metadata
+    secret_fields = tuple(f for f in SECRET_FIELDS if f in props) if is_secret(manifest) else ()
+    return ResourceSpec(name=logical_name(oid), type=type_token(oid.group, manifest.version, oid.kind), props=props,
+                        depends_on=tuple(depends_on), alias_types=aliases, secret_fields=secret_fields,
+                        subject=oid.subject)

@@ -1,0 +1,140 @@
+"""Stack settings: read once, from the stack's Pulumi config or CLI flags, into one frozen value.
+
+Keys live in the `gitops:` namespace of a stack file (`stacks/Pulumi.<stack>.yaml`). Values may
+come as YAML types (read from the file) or as strings (read through `pulumi.Config`), so each
+parser accepts both.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SettingsError
+
+NAMESPACE = "gitops"
+
+# The value of `gitops:kubeconfig` that means "the control plane `gitops cluster up` started".
+LOCAL_CLUSTER = "local"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    repo: str
+    """Config repository: a local path (relative to the project), `file://`, `https://` or ssh URL."""
+    ref: str = "HEAD"
+    """Branch, tag or commit. `HEAD` follows the remote's default branch (or a local repo's checkout)."""
+    path: str = "."
+    """Folder inside the repo whose manifests are the desired state."""
+    namespace: str = "default"
+    """Namespace for namespaced objects that name none, as `kubectl apply -n` would do."""
+    prune: bool = True
+    """Delete objects removed from git. Off: they are only forgotten by Pulumi and stay in the cluster."""
+    kubeconfig: str | None = None
+    """Path of the kubeconfig; `local` for the local control plane; unset for the ambient one."""
+    context: str | None = None
+    """Context in the kubeconfig; unset for its current context."""
+    skip_await: bool = False
+    """Skip the provider's readiness waits (for clusters that never make Pods ready)."""
+    cluster_kinds: tuple[str, ...] = ()
+    """Extra cluster-scoped kinds as `Kind.group`, for custom resources whose CRD is not in the repo."""
+
+    def resolved_repo(self, project_dir: Path) -> str:
+        """A local path made absolute against the project, so the program and the CLI agree."""
+        if "://" in self.repo or _is_scp_like(self.repo):
+            return self.repo
+        return str((project_dir / os.path.expanduser(self.repo)).resolve())
+
+    def resolved_kubeconfig(self) -> str | None:
+        if self.kubeconfig is None:
+            return None
+        if self.kubeconfig == LOCAL_CLUSTER:
+            from .local.cluster import default_root  # late: keeps settings free of I/O modules
+
+            return str(default_root() / "kubeconfig")
+        return os.path.expanduser(self.kubeconfig)
+
+
+def _is_scp_like(repo: str) -> bool:
+    """`git@host:org/repo.git`, the ssh form without a scheme."""
+    head = repo.split("/", 1)[0]
+    return ":" in head and "@" in head
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise SettingsError(f"{NAMESPACE}:{key} must be true or false, not {value!r}")
+
+
+def _list(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        # `pulumi.Config` hands structured values over as JSON text.
+        try:
+            value = json.loads(value) if value.strip().startswith("[") else value.split(",")
+        except json.JSONDecodeError as e:
+            raise SettingsError(f"{NAMESPACE}:{key} is not a valid list: {e}") from e
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f"{NAMESPACE}:{key} must be a list of strings")
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def settings_from_config(config: Mapping[str, Any]) -> StackSettings:
+    """Build settings from `gitops:` keys (with or without the prefix)."""
+    values = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
+    known = {"repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds"}
+    unknown = sorted(k for k in values if k not in known and ":" not in k)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {', '.join(f'{NAMESPACE}:{k}' for k in unknown)}; known: {', '.join(sorted(known))}")
+    repo = values.get("repo")
+    if not repo:
+        raise SettingsError(f"{NAMESPACE}:repo is required (a git URL or a local path)")
+
+    def text(key: str, default: str | None) -> str | None:
+        value = values.get(key)
+        return default if value in (None, "") else str(value)
+
+    return StackSettings(
+        repo=str(repo),
+        ref=text("ref", "HEAD") or "HEAD",
+        path=(text("path", ".") or ".").strip("/") or ".",
+        namespace=text("namespace", "default") or "default",
+        prune=_bool("prune", values.get("prune", True)),
+        kubeconfig=text("kubeconfig", None),
+        context=text("context", None),
+        skip_await=_bool("skipAwait", values.get("skipAwait", False)),
+        cluster_kinds=_list("clusterKinds", values.get("clusterKinds", [])),
+    )
+
+
+def stack_file(project_dir: Path, stack: str) -> Path:
+    return project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_settings(project_dir: Path, stack: str) -> StackSettings:
+    """Settings straight from the stack file, for commands that must not start the engine."""
+    path = stack_file(project_dir, stack)
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as e:
+        raise SettingsError(f"no stack file {path}; create it with the gitops:repo setting") from e
+    except yaml.YAMLError as e:
+        raise SettingsError(f"{path}: invalid YAML: {e}") from e
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise SettingsError(f"{path}: `config` must be a mapping")
+    ours = {k: v for k, v in config.items() if str(k).startswith(f"{NAMESPACE}:")}
+    try:
+        return settings_from_config(ours)
+    except SettingsError as e:
+        raise SettingsError(f"{path}: {e}") from e

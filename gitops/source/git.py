@@ -1,0 +1,171 @@
+"""Read a config repository at a commit, with GitPython, never touching anyone's work tree.
+
+Local paths are read straight from their object database. Remote URLs get one bare cache
+repo each under the cache root; a ref is resolved with `ls-remote` and fetched only when its
+commit is not already cached, so a reconcile whose ref has not moved makes no fetch.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from ..errors import SourceError
+from ..paths import cache_root
+
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+_SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+_NETWORK_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file of the config repo at one commit; `path` is relative to the repo root."""
+
+    path: str
+    data: bytes
+
+
+def redact(url: str) -> str:
+    """Drop credentials from `https://user:token@host/...` before a URL reaches any message."""
+    return re.sub(r"(?<=://)[^/@]+@", "***@", url)
+
+
+def is_remote(repo: str) -> bool:
+    return "://" in repo or bool(re.match(r"^[^/]+@[^/:]+:", repo))
+
+
+def _git_env() -> dict[str, str]:
+    # Never wait on a password prompt: a watcher has no terminal.
+    return {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
+
+
+class GitSource:
+    """One config repository. Cheap to create; all state lives in git itself."""
+
+    def __init__(self, repo: str, cache_dir: Path | None = None):
+        self.repo = repo
+        self.label = redact(repo)
+        if is_remote(repo):
+            self._git_repo = self._cached_clone(repo, cache_dir or cache_root() / "repos")
+            self._remote = True
+        else:
+            try:
+                self._git_repo = git.Repo(repo)
+            except (git.NoSuchPathError, git.InvalidGitRepositoryError) as e:
+                raise SourceError("not a git repository", repo=self.label) from e
+            self._remote = False
+
+    # -- resolving refs -------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> str:
+        """The commit SHA that `ref` (branch, tag, commit, `HEAD`) points at now."""
+        if not self._remote:
+            return self._local_commit(ref) or _raise(SourceError("ref not found", repo=self.label, ref=ref))
+        if _SHORT_SHA.match(ref):
+            known = self._local_commit(ref)
+            if known:
+                return known  # commits never move: no network at all
+        sha = self._ls_remote(ref)
+        if sha is None:
+            if _SHORT_SHA.match(ref):
+                self._fetch(ref, all_refs=True)
+                return self._local_commit(ref) or _raise(SourceError("ref not found", repo=self.label, ref=ref))
+            raise SourceError("ref not found on the remote", repo=self.label, ref=ref)
+        if self._local_commit(sha) is None:
+            self._fetch(ref)
+            if self._local_commit(sha) is None:
+                raise SourceError(f"fetched, but commit {sha[:12]} is still missing", repo=self.label, ref=ref)
+        return sha
+
+    def _local_commit(self, ref: str) -> str | None:
+        try:
+            return self._git_repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+        except git.GitCommandError:
+            return None
+
+    def _ls_remote(self, ref: str) -> str | None:
+        try:
+            out = self._git_repo.git.ls_remote("origin", env=_git_env(), kill_after_timeout=_NETWORK_TIMEOUT_S)
+        except git.GitCommandError as e:
+            raise SourceError(f"cannot reach the remote: {_last_line(e)}", repo=self.label, ref=ref) from e
+        refs = {}
+        for line in out.splitlines():
+            sha, _, name = line.partition("\t")
+            refs[name] = sha
+        # An annotated tag's commit is its peeled entry (`^{}`); a branch wins over a tag of the same name.
+        for candidate in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}"):
+            if candidate in refs:
+                return refs[candidate]
+        return None
+
+    def _fetch(self, ref: str, all_refs: bool = False) -> None:
+        # Fetched commits are kept under refs/gitops/ so git's gc never drops them.
+        specs = (["+refs/heads/*:refs/gitops/heads/*", "+refs/tags/*:refs/gitops/tags/*"] if all_refs
+                 else [f"+{ref}:refs/gitops/{ref.removeprefix('refs/')}"])
+        try:
+            self._git_repo.git.fetch("--no-tags", "origin", *specs,
+                                     env=_git_env(), kill_after_timeout=_NETWORK_TIMEOUT_S)
+        except git.GitCommandError as e:
+            raise SourceError(f"fetch failed: {_last_line(e)}", repo=self.label, ref=ref) from e
+
+    # -- reading files --------------------------------------------------------------------------
+
+    def read(self, commit: str, path: str = ".") -> list[SourceFile]:
+        """Every file under `path` at `commit`, in path order."""
+        folder = "" if path in ("", ".") else path.strip("/")
+        repo = self._git_repo
+        try:
+            listing = repo.git.ls_tree("-r", "-z", "--full-tree", commit, "--", folder or ".")
+        except git.GitCommandError as e:
+            raise SourceError(f"cannot read commit: {_last_line(e)}", repo=self.label, ref=commit, path=path) from e
+        files = []
+        for entry in filter(None, listing.split("\0")):
+            meta, _, file_path = entry.partition("\t")
+            _mode, kind, sha = meta.split()
+            if kind != "blob":
+                continue  # submodules are not part of the desired state
+            files.append(SourceFile(file_path, repo.odb.stream(bytes.fromhex(sha)).read()))
+        if not files and folder and not self._is_tree(commit, folder):
+            raise SourceError("path not found in the commit", repo=self.label, ref=commit, path=path)
+        files.sort(key=lambda f: f.path)
+        return files
+
+    def _is_tree(self, commit: str, folder: str) -> bool:
+        try:
+            return self._git_repo.git.cat_file("-t", f"{commit}:{folder}") == "tree"
+        except git.GitCommandError:
+            return False
+
+    # -- the cache ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _cached_clone(url: str, cache_dir: Path) -> git.Repo:
+        target = cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".git")
+        if target.exists():
+            return git.Repo(target)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # Build it aside and rename, so a concurrent reader never sees a half-made cache repo.
+        staging = Path(tempfile.mkdtemp(prefix=".new-", dir=cache_dir))
+        repo = git.Repo.init(staging, bare=True)
+        repo.create_remote("origin", url)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)  # another process won the race
+        return git.Repo(target)
+
+
+def _raise(error: Exception) -> str:
+    raise error
+
+
+def _last_line(error: git.GitCommandError) -> str:
+    text = (error.stderr or str(error)).strip().splitlines()
+    return redact(text[-1].strip().removeprefix("stderr: ").strip("'")) if text else "git failed"
