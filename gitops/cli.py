@@ -1,0 +1,187 @@
+"""`gitops`: render, up, tools, cluster, env. Thin: parses flags, calls the layers, prints."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import GitOpsError, SettingsError
+from .settings import StackSettings, read_stack_settings, settings_from_config
+
+
+def project_dir(given: str | None) -> Path:
+    """Where `Pulumi.yaml` is: the flag, `$GITOPS_PROJECT_DIR`, the current folder, or this checkout."""
+    for candidate in (given, os.environ.get("GITOPS_PROJECT_DIR"), os.getcwd(), Path(__file__).resolve().parent.parent):
+        if candidate and (Path(candidate) / "Pulumi.yaml").is_file():
+            return Path(candidate).resolve()
+    raise SettingsError("no Pulumi.yaml found: run from the project folder or pass --project-dir")
+
+
+def _settings(args: argparse.Namespace) -> tuple[StackSettings, Path]:
+    if args.stack:
+        root = project_dir(args.project_dir)
+        return read_stack_settings(root, args.stack), root
+    if not args.repo:
+        raise SettingsError("pass --stack, or --repo (with --ref and --path)")
+    config = {"repo": args.repo, "ref": args.ref, "path": args.path, "namespace": args.namespace}
+    return settings_from_config({k: v for k, v in config.items() if v}), Path.cwd()
+
+
+def _render(settings: StackSettings, root: Path):
+    from .desired import read_desired_state
+    from .source.git import GitSource
+
+    source = GitSource(settings.resolved_repo(root))
+    commit = source.resolve(settings.ref)
+    return read_desired_state(source, commit, settings)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .desired import to_yaml
+
+    settings, root = _settings(args)
+    sys.stdout.write(to_yaml(_render(settings, root), show_secrets=args.show_secrets))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from . import engine
+    from .local.tools import ensure_tools
+
+    settings, root = _settings(args)
+    # Validate before the engine starts: a broken commit must leave state and cluster untouched.
+    state = _render(settings, root)
+    print(f"desired state: {len(state.manifests)} objects from {state.repo} at {state.commit[:12]} ({state.path})")
+    ensure_tools(progress=print, names=("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"))
+    stack = engine.select_stack(root, args.stack)
+    result = engine.up(stack, state.commit, on_output=None if args.quiet else _print_line)
+    changes = ", ".join(f"{op} {n}" for op, n in sorted(result.changes.items())) or "no changes"
+    print(f"up: stack {result.stack} at {result.commit[:12]}: {changes} in {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """What the stack's last `up` put in the cluster, as kubectl shows it."""
+    import subprocess
+    from collections import defaultdict
+
+    from . import engine
+
+    root = project_dir(args.project_dir)
+    settings = read_stack_settings(root, args.stack)
+    env = engine.engine_env()
+    outputs = engine.select_stack(root, args.stack, env).outputs()
+    subjects = outputs["subjects"].value if "subjects" in outputs else []
+    if not subjects:
+        print(f"stack {args.stack} has no objects yet: run `gitops up --stack {args.stack}`")
+        return 0
+    print(f"stack {args.stack}: {len(subjects)} objects at commit {outputs['commit'].value[:12]}")
+    by_namespace: dict[str, list[str]] = defaultdict(list)
+    for subject in subjects:
+        parts = subject.split("/")
+        kind, namespace, name = (parts[0], "", parts[1]) if len(parts) == 2 else parts
+        by_namespace[namespace].append(f"{kind}/{name}")  # kubectl resolves kinds by discovery
+    kubeconfig = settings.resolved_kubeconfig()
+    base = ["kubectl"] + (["--kubeconfig", kubeconfig] if kubeconfig else []) + (["--context", settings.context] if settings.context else [])
+    for namespace, names in sorted(by_namespace.items()):
+        print(f"\n# {'namespace ' + namespace if namespace else 'cluster-scoped'}")
+        subprocess.run([*base, "get", *(["-n", namespace] if namespace else []), *names], env=env, check=False)
+    return 0
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    from .local.tools import describe, ensure_tools
+
+    started = time.monotonic()
+    tools = ensure_tools(progress=print)
+    for name, version, source, path in describe(tools):
+        print(f"{name:28} {version:10} {source:6} {path}")
+    print(f"tools ready in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from .local import cluster
+    from .local.tools import ensure_tools
+
+    if args.action == "up":
+        tools = ensure_tools(progress=print, names=cluster.COMPONENTS)
+        running = cluster.cluster_up({name: tool.path for name, tool in tools.items()}, progress=print)
+        print(f"kubeconfig: {running.kubeconfig}")
+    elif args.action == "down":
+        if not cluster.cluster_down(progress=print):
+            print("no local control plane was running")
+    else:
+        status = cluster.cluster_status()
+        print(f"running at {status.server}; kubeconfig: {status.kubeconfig}" if status else "not running")
+        return 0 if status else 3
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Shell exports so that plain `pulumi up -s <stack>` uses the same tools, state and passphrase."""
+    from . import engine
+
+    env = engine.engine_env()
+    for key in ("PATH", "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_SKIP_UPDATE_CHECK",
+                "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"):
+        if key in env:
+            print(f"export {key}={shlex.quote(env[key])}")
+    return 0
+
+
+def _print_line(line: str) -> None:
+    print(line.rstrip("\n"), flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gitops", description="Keep a Kubernetes cluster equal to a git config repository, through Pulumi.")
+    parser.add_argument("--project-dir", help="folder of Pulumi.yaml (default: current folder or this checkout)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def source_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stack", "-s", help="stack whose settings to use (stacks/Pulumi.<stack>.yaml)")
+        p.add_argument("--repo", help="config repo URL or local path (instead of --stack)")
+        p.add_argument("--ref", help="branch, tag or commit (default HEAD)")
+        p.add_argument("--path", help="folder in the repo (default: the root)")
+        p.add_argument("--namespace", help="namespace for objects that name none (default: default)")
+
+    render = commands.add_parser("render", help="print the desired state as YAML; touches no cluster")
+    source_flags(render)
+    render.add_argument("--show-secrets", action="store_true", help="print Secret values instead of hashes")
+    render.set_defaults(func=cmd_render)
+
+    up = commands.add_parser("up", help="apply the desired state of a stack")
+    up.add_argument("--stack", "-s", required=True)
+    up.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    up.set_defaults(func=cmd_up, repo=None)
+
+    show = commands.add_parser("show", help="list what a stack's last `up` created, from the cluster")
+    show.add_argument("--stack", "-s", required=True)
+    show.set_defaults(func=cmd_show)
+
+    tools = commands.add_parser("tools", help="find or build the pinned engine and control-plane binaries")
+    tools.set_defaults(func=cmd_tools)
+
+    cluster = commands.add_parser("cluster", help="a local control plane on 127.0.0.1")
+    cluster.add_argument("action", choices=("up", "down", "status"))
+    cluster.set_defaults(func=cmd_cluster)
+
+    env = commands.add_parser("env", help="print shell exports for running `pulumi` directly")
+    env.set_defaults(func=cmd_env)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GitOpsError as e:
+        print(f"gitops: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

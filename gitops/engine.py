@@ -1,0 +1,92 @@
+"""The Pulumi engine through the Automation API: selecting a stack and running `up`.
+
+Runs the same `Pulumi.yaml` program a person runs with `pulumi up`, so both give one result.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from .errors import EngineError
+from .local.tools import bin_dir, tool_env
+from .paths import state_root
+from .program import COMMIT_ENV
+
+# The local state's passphrase when the user has set none: local stacks need no ceremony,
+# and real stacks set PULUMI_CONFIG_PASSPHRASE(_FILE) or another secrets provider.
+DEFAULT_PASSPHRASE = "gitops-local"
+
+
+def engine_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Tools first on PATH, plus a local state backend and passphrase unless the user chose others."""
+    env = tool_env(base if base is not None else os.environ)
+    if not env.get("PULUMI_BACKEND_URL"):
+        root = state_root()
+        root.mkdir(parents=True, exist_ok=True)
+        env["PULUMI_BACKEND_URL"] = f"file://{root}"
+    if "PULUMI_CONFIG_PASSPHRASE" not in env and "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
+        env["PULUMI_CONFIG_PASSPHRASE"] = DEFAULT_PASSPHRASE
+    return env
+
+
+@dataclass(frozen=True)
+class RunResult:
+    stack: str
+    commit: str
+    changes: Mapping[str, int]
+    outputs: Mapping[str, object]
+    seconds: float
+    events: tuple = field(default=(), repr=False)
+
+    @property
+    def changed(self) -> bool:
+        return any(count for op, count in self.changes.items() if op != "same")
+
+
+def select_stack(project_dir: Path, stack: str, env: Mapping[str, str] | None = None) -> auto.Stack:
+    env = dict(env or engine_env())
+    # PulumiCommand runs `<root>/bin/pulumi`.
+    command = auto.PulumiCommand(root=str(bin_dir().parent), skip_version_check=True)
+    opts = auto.LocalWorkspaceOptions(work_dir=str(project_dir), env_vars=env, pulumi_command=command,
+                                      secrets_provider="passphrase")
+    try:
+        return auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir), opts=opts)
+    except auto.errors.CommandError as e:
+        raise EngineError(f"cannot select stack {stack}: {_last_lines(e)}") from e
+
+
+def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None = print,
+       on_event: Callable[[auto.EngineEvent], None] | None = None) -> RunResult:
+    """`pulumi up` at a commit the caller has already rendered and validated."""
+    stack.workspace.env_vars[COMMIT_ENV] = commit
+    events: list[auto.EngineEvent] = []
+
+    def record(event: auto.EngineEvent) -> None:
+        events.append(event)
+        if on_event:
+            on_event(event)
+
+    started = time.monotonic()
+    try:
+        result = stack.up(on_output=on_output, on_event=record, show_secrets=False, color="never",
+                          suppress_progress=on_output is None)
+    except auto.errors.ConcurrentUpdateError as e:
+        raise EngineError(f"stack {stack.name} is locked by another update: {_last_lines(e)}") from e
+    except auto.errors.CommandError as e:
+        raise EngineError(f"pulumi up failed for stack {stack.name}: {_last_lines(e)}") from e
+    finally:
+        stack.workspace.env_vars.pop(COMMIT_ENV, None)
+    changes = dict(result.summary.resource_changes or {})
+    outputs = {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
+    return RunResult(stack=stack.name, commit=commit, changes=changes, outputs=outputs,
+                     seconds=time.monotonic() - started, events=tuple(events))
+
+
+def _last_lines(error: Exception, count: int = 12) -> str:
+    text = str(getattr(error, "stderr", "") or error).strip().splitlines()
+    return "\n".join(line for line in text[-count:] if line.strip())
