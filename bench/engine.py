@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from gitops.desired import desired_state_from_files, to_yaml  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
-from gitops.local.tools import cache_root, ensure_tools  # noqa: E402
+from gitops.local.tools import build_times, ensure_tools  # noqa: E402
 from gitops.source.git import SourceFile  # noqa: E402
 from gitrepo import ConfigRepo  # noqa: E402
 
@@ -50,10 +50,8 @@ def main() -> None:
     started = time.perf_counter()
     tools = ensure_tools(progress=lambda line: print(line, file=sys.stderr))
     rows.append(("gitops tools (warm)", f"{time.perf_counter() - started:.2f} s", "cold: see build times below"))
-    log = cache_root() / "tools" / "build-times.json"
-    if log.exists():
-        for family, seconds in sorted(json.loads(log.read_text()).items()):
-            rows.append((f"cold build: {family}", f"{seconds:.0f} s", "go build, 2 cores"))
+    for family, seconds in sorted(build_times().items()):
+        rows.append((f"last build: {family}", f"{seconds:.0f} s", "go build on this machine"))
     for name, tool in sorted(tools.items()):
         rows.append((f"size: {name}", f"{tool.path.resolve().stat().st_size / 1e6:.0f} MB", str(tool.spec.version)))
 

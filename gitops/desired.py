@@ -5,8 +5,10 @@ so what `render` prints is exactly what `up` applies.
 """
 from __future__ import annotations
 
+import gc
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import yaml
 
@@ -20,6 +22,19 @@ from .source.git import GitSource, SourceFile
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Parsing creates hundreds of thousands of objects that all stay alive; the cyclic
+    collector would rescan them again and again (3x the parse time at 10,000 objects)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def desired_state_from_files(files: Sequence[SourceFile], *, repo: str, commit: str, path: str,
                              namespace: str, cluster_kinds: Sequence[str] = ()) -> DesiredState:
     """Pure: the files of one commit -> a desired state, or `ManifestError` with every problem."""
@@ -29,11 +44,12 @@ def desired_state_from_files(files: Sequence[SourceFile], *, repo: str, commit: 
     chosen = select_manifest_files(by_path, folder, ignore.data.decode("utf-8", "replace") if ignore else None)
     documents: list[Document] = []
     problems: list[Problem] = []
-    for file_path in chosen:
-        docs, file_problems = load_documents(file_path, by_path[file_path].data)
-        documents.extend(docs)
-        problems.extend(file_problems)
-    manifests = validate(documents, namespace, cluster_kinds, problems)
+    with _gc_paused():
+        for file_path in chosen:
+            docs, file_problems = load_documents(file_path, by_path[file_path].data)
+            documents.extend(docs)
+            problems.extend(file_problems)
+        manifests = validate(documents, namespace, cluster_kinds, problems)
     return DesiredState(repo=repo, commit=commit, path=path, manifests=manifests)
 
 

@@ -331,11 +331,29 @@ def _build_family(specs: list[ToolSpec], total: int, position: Mapping[str, int]
     out_dir.mkdir(parents=True, exist_ok=True)
     built: dict[ToolSpec, Path] = {}
     # Same folder as the cache so the final rename is atomic.
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=".build-", dir=out_dir) as tmp_name:
         tmp = Path(tmp_name)
         for group in _group_by_options(specs):
             built.update(_build_group(group, wrapper, tmp, go, env, total, position, progress))
+    _record_build_time(f"{first.family}-{first.version}", time.monotonic() - started)
     return built
+
+
+def build_times() -> dict[str, float]:
+    """Seconds each family's last build took on this machine, for benchmarks and reports."""
+    try:
+        return json.loads((cache_root() / "tools" / "build-times.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _record_build_time(key: str, seconds: float) -> None:
+    path = cache_root() / "tools" / "build-times.json"
+    times = {**build_times(), key: round(seconds, 1)}
+    staged = path.with_suffix(".tmp")
+    staged.write_text(json.dumps(times, indent=1, sort_keys=True))
+    os.replace(staged, path)
 
 
 def _group_by_options(specs: list[ToolSpec]) -> list[list[ToolSpec]]:

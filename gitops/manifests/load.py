@@ -26,21 +26,7 @@ _MERGE = "tag:yaml.org,2002:merge"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The C parser with a memo on tag resolution: manifests repeat the same plain scalars
-    (`v1`, `ConfigMap`, label values) thousands of times, and resolving each costs regex matches."""
-
-    _resolved: dict = {}
-
-    def resolve(self, kind, value, implicit):  # type: ignore[override]
-        key = (kind, value, implicit)
-        try:
-            return self._resolved[key]
-        except (KeyError, TypeError):
-            tag = super().resolve(kind, value, implicit)
-            if kind is yaml.ScalarNode and len(self._resolved) < 100_000:
-                self._resolved[key] = tag
-            return tag
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)

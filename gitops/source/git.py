@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,17 +126,38 @@ class GitSource:
             listing = repo.git.ls_tree("-r", "-z", "--full-tree", commit, "--", folder or ".")
         except git.GitCommandError as e:
             raise SourceError(f"cannot read commit: {_last_line(e)}", repo=self.label, ref=commit, path=path) from e
-        files = []
+        blobs: list[tuple[str, str]] = []
         for entry in filter(None, listing.split("\0")):
             meta, _, file_path = entry.partition("\t")
             _mode, kind, sha = meta.split()
-            if kind != "blob":
-                continue  # submodules are not part of the desired state
-            files.append(SourceFile(file_path, repo.odb.stream(bytes.fromhex(sha)).read()))
+            if kind == "blob":  # submodules are not part of the desired state
+                blobs.append((file_path, sha))
+        contents = self._read_blobs([sha for _, sha in blobs])
+        files = [SourceFile(file_path, data) for (file_path, _), data in zip(blobs, contents)]
         if not files and folder and not self._is_tree(commit, folder):
             raise SourceError("path not found in the commit", repo=self.label, ref=commit, path=path)
         files.sort(key=lambda f: f.path)
         return files
+
+    def _read_blobs(self, shas: list[str]) -> list[bytes]:
+        """All blobs in one `git cat-file --batch` round trip: a repo of thousands of files
+        would otherwise pay one request/response per file."""
+        if not shas:
+            return []
+        done = subprocess.run(["git", "--git-dir", self._git_repo.git_dir, "cat-file", "--batch"],
+                              input="\n".join(shas).encode() + b"\n", capture_output=True, check=False)
+        if done.returncode != 0:
+            raise SourceError(f"cannot read files: {done.stderr.decode(errors='replace').strip()}", repo=self.label)
+        out, position, contents = done.stdout, 0, []
+        for sha in shas:
+            header_end = out.index(b"\n", position)
+            header = out[position:header_end].split()
+            if len(header) != 3 or header[1] != b"blob":
+                raise SourceError(f"object {sha} is missing from the repository", repo=self.label)
+            size = int(header[2])
+            contents.append(out[header_end + 1:header_end + 1 + size])
+            position = header_end + 1 + size + 1  # the content is followed by a newline
+        return contents
 
     def _is_tree(self, commit: str, folder: str) -> bool:
         try:
