@@ -73,6 +73,10 @@ class ToolSpec:
     generate_env: tuple[tuple[str, str], ...] | None = None
     extras: tuple[ExtraFile, ...] = ()
     module_version: str | None = None  # when the module's version is not the release (untagged modules)
+    # A Pulumi plugin ("resource-kubernetes") goes into Pulumi's plugin cache, where the engine
+    # finds it by exact version, as if `pulumi plugin install` had put it there; a plugin found
+    # on PATH instead makes every run warn "using ... from $PATH".
+    plugin: str | None = None
 
     @property
     def required_version(self) -> str:
@@ -128,7 +132,8 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
              # No "v": the engine parses this as semver in the plugin info call.
              ldflags=("-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version="
                       + PULUMI_KUBERNETES_VERSION.lstrip("v"),),
-             generate_env=(("VERSION", PULUMI_KUBERNETES_VERSION.lstrip("v")),)),
+             generate_env=(("VERSION", PULUMI_KUBERNETES_VERSION.lstrip("v")),),
+             plugin="resource-kubernetes"),
     ToolSpec(name="etcd", version="v3.6.16", family="etcd", package="go.etcd.io/etcd/server/v3",
              version_args=("--version",), module="go.etcd.io/etcd/server/v3"),
     ToolSpec(name="kube-apiserver", package="k8s.io/kubernetes/cmd/kube-apiserver",
@@ -476,8 +481,14 @@ def _run_go(command: list[str], cwd: Path, env: Mapping[str, str], label: str,
     return output
 
 
+def plugin_dir(spec: ToolSpec) -> Path:
+    """The folder Pulumi's plugin cache uses for this plugin version (`$PULUMI_HOME/plugins/...`)."""
+    home = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
+    return home / "plugins" / f"{spec.plugin}-v{spec.version.lstrip('v')}"
+
+
 def _link_bin_dir(tools: Iterable[Tool]) -> None:
-    """Put each selected binary (and its extra files) in bin_dir(), replacing entries atomically.
+    """Put each selected binary (and its extra files) in bin_dir(), plugins in Pulumi's plugin cache.
 
     Hard links, not symlinks, where the file system allows: the CLI looks for its bundled
     language host beside its own resolved path and warns on every run ("using
@@ -486,19 +497,29 @@ def _link_bin_dir(tools: Iterable[Tool]) -> None:
     target_dir = bin_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
     for tool in tools:
-        entries = {tool.spec.name: tool.path}
-        entries.update({extra.name: tool.path.parent / extra.name for extra in tool.spec.extras})
-        for name, target in entries.items():
-            entry = target_dir / name
-            current = entry.exists() and os.path.samefile(entry, target)
-            if current and not entry.is_symlink():
-                continue
-            staged = target_dir / f".{name}.{os.getpid()}.tmp"
-            staged.unlink(missing_ok=True)
-            try:
-                os.link(target, staged)
-            except OSError:  # another file system, or a PATH tool we may not link
-                if current:
-                    continue
-                staged.symlink_to(target)
-            os.replace(staged, entry)
+        if tool.spec.plugin:
+            (target_dir / tool.spec.name).unlink(missing_ok=True)  # left there by older versions of this code
+            folder = plugin_dir(tool.spec)
+            folder.mkdir(parents=True, exist_ok=True)
+            _link(folder, tool.spec.name, tool.path)
+            continue
+        _link(target_dir, tool.spec.name, tool.path)
+        for extra in tool.spec.extras:
+            _link(target_dir, extra.name, tool.path.parent / extra.name)
+
+
+def _link(folder: Path, name: str, target: Path) -> None:
+    """`folder/name` becomes `target`, replaced atomically; a hard link where possible."""
+    entry = folder / name
+    current = entry.exists() and os.path.samefile(entry, target)
+    if current and not entry.is_symlink():
+        return
+    staged = folder / f".{name}.{os.getpid()}.tmp"
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(target, staged)
+    except OSError:  # another file system, or a PATH tool we may not link
+        if current:
+            return
+        staged.symlink_to(target)
+    os.replace(staged, entry)

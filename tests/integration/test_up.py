@@ -31,6 +31,7 @@ def test_bundled_example_applies_with_every_field_from_git(project):
     assert outputs["objectCount"] == 7
     assert f"Deployment/{ns}/web" in outputs["subjects"]
     assert "create 9" in result.stdout  # 7 objects, the provider and the stack itself
+    assert "from $PATH" not in result.stdout  # the provider comes from Pulumi's plugin cache, found by version
 
 
 def test_edit_delete_move_and_api_version_change(project):
