@@ -46,7 +46,7 @@ class StackSettings:
 
     def resolved_repo(self, project_dir: Path) -> str:
         """A local path made absolute against the project, so the program and the CLI agree."""
-        if "://" in self.repo or _is_scp_like(self.repo):
+        if is_remote(self.repo):
             return self.repo
         return str((project_dir / os.path.expanduser(self.repo)).resolve())
 
@@ -60,10 +60,10 @@ class StackSettings:
         return os.path.expanduser(self.kubeconfig)
 
 
-def _is_scp_like(repo: str) -> bool:
-    """`git@host:org/repo.git`, the ssh form without a scheme."""
+def is_remote(repo: str) -> bool:
+    """A URL (`https://`, `ssh://`, `file://`) or git's scp-like `git@host:org/repo`; else a local path."""
     head = repo.split("/", 1)[0]
-    return ":" in head and "@" in head
+    return "://" in repo or (":" in head and "@" in head)
 
 
 def _bool(key: str, value: Any) -> bool:

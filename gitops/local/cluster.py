@@ -29,8 +29,8 @@ from typing import Callable, Mapping
 import requests
 import yaml
 
-from gitops.local import pki as pki_mod
 from ..errors import ClusterError
+from . import pki as pki_mod
 
 # Start order; stopping goes in reverse so nothing loses its API server or
 # etcd while it is still shutting down.

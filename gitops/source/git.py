@@ -19,8 +19,8 @@ import git
 
 from ..errors import SourceError
 from ..paths import cache_root
+from ..settings import is_remote
 
-_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _NETWORK_TIMEOUT_S = 60
 
@@ -36,10 +36,6 @@ class SourceFile:
 def redact(url: str) -> str:
     """Drop credentials from `https://user:token@host/...` before a URL reaches any message."""
     return re.sub(r"(?<=://)[^/@]+@", "***@", url)
-
-
-def is_remote(repo: str) -> bool:
-    return "://" in repo or bool(re.match(r"^[^/]+@[^/:]+:", repo))
 
 
 def _git_env() -> dict[str, str]:
@@ -68,22 +64,26 @@ class GitSource:
     def resolve(self, ref: str) -> str:
         """The commit SHA that `ref` (branch, tag, commit, `HEAD`) points at now."""
         if not self._remote:
-            return self._local_commit(ref) or _raise(SourceError("ref not found", repo=self.label, ref=ref))
-        if _SHORT_SHA.match(ref):
-            known = self._local_commit(ref)
-            if known:
-                return known  # commits never move: no network at all
+            return self._required_commit(ref)
+        if _SHORT_SHA.match(ref) and (cached := self._local_commit(ref)):
+            return cached  # commits never move: no network at all
         sha = self._ls_remote(ref)
         if sha is None:
-            if _SHORT_SHA.match(ref):
-                self._fetch(ref, all_refs=True)
-                return self._local_commit(ref) or _raise(SourceError("ref not found", repo=self.label, ref=ref))
-            raise SourceError("ref not found on the remote", repo=self.label, ref=ref)
+            if not _SHORT_SHA.match(ref):
+                raise SourceError("ref not found on the remote", repo=self.label, ref=ref)
+            self._fetch(ref, all_refs=True)  # a commit no branch or tag names directly
+            return self._required_commit(ref)
         if self._local_commit(sha) is None:
             self._fetch(ref)
             if self._local_commit(sha) is None:
                 raise SourceError(f"fetched, but commit {sha[:12]} is still missing", repo=self.label, ref=ref)
         return sha
+
+    def _required_commit(self, ref: str) -> str:
+        commit = self._local_commit(ref)
+        if commit is None:
+            raise SourceError("ref not found", repo=self.label, ref=ref)
+        return commit
 
     def _local_commit(self, ref: str) -> str | None:
         try:
@@ -182,10 +182,6 @@ class GitSource:
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)  # another process won the race
         return git.Repo(target)
-
-
-def _raise(error: Exception) -> str:
-    raise error
 
 
 def _last_line(error: git.GitCommandError) -> str:

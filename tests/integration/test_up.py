@@ -146,3 +146,16 @@ def test_plain_pulumi_up_gives_the_same_result_as_gitops_up(project):
     assert project.exists("configmap", "extra", "-n", project.namespace)
     again = project.gitops("up", "--stack", project.stack)
     assert "same 10" in again.stdout.split("up: stack")[-1]  # 8 objects, the provider, the stack
+
+
+def test_prune_off_leaves_removed_objects_in_the_cluster(project):
+    ns = project.namespace
+    project.repo.write({"ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n",
+                        "keep.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}\n",
+                        "gone.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: gone}\n"})
+    project.write_stack(prune=False)
+    project.gitops("up", "--stack", project.stack)
+    project.repo.write({"gone.yaml": None}, "remove from git")
+    project.gitops("up", "--stack", project.stack)
+    assert project.exists("configmap", "gone", "-n", ns)  # forgotten by Pulumi, not deleted
+    assert f"ConfigMap/{ns}/gone" not in project.outputs()["subjects"]
