@@ -1,4 +1,4 @@
-"""`gitops`: render, up, tools, cluster, env. Thin: parses flags, calls the layers, prints."""
+"""`gitops`: render, up, show, watch, tools, cluster, env. Thin: parses flags, calls the layers, prints."""
 from __future__ import annotations
 
 import argparse
@@ -134,6 +134,38 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Keep the stack equal to git until stopped; the loop itself lives in gitops/watch/."""
+    from . import engine
+    from .local.tools import ensure_tools
+    from .watch.loop import Log, Watcher, WatchOptions, install_signal_handlers
+
+    root = project_dir(args.project_dir)
+    read_stack_settings(root, args.stack)  # a typo in the stack file fails now, not in the loop
+    log = Log(args.log_format)
+    ensure_tools(progress=lambda line: log("tools", line), names=("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"))
+    watcher = Watcher(WatchOptions(project_dir=root, stack=args.stack, interval=args.interval,
+                                   lock_timeout=args.lock_timeout), log, env=engine.engine_env())
+    install_signal_handlers(watcher)
+    server = None
+    if args.listen:
+        from .watch.server import Endpoints, parse_listen, serve
+
+        secret = os.environ.get("GITOPS_WEBHOOK_SECRET", "").encode() or None
+        server = serve(parse_listen(args.listen), Endpoints(
+            status=watcher.status, metrics=watcher.metrics.render, trigger=watcher.trigger,
+            on_webhook=lambda ok: watcher.metrics.count("webhooks", "accepted" if ok else "rejected"), secret=secret))
+        host, port = server.server_address[:2]
+        log("http.listen", f"serving /healthz /status /metrics /hooks/git on {host}:{port}",
+            webhooks="on" if secret else "off")
+    try:
+        return watcher.run(once=args.once)
+    finally:
+        if server:
+            server.shutdown()
+            server.server_close()
+
+
 def _print_line(line: str) -> None:
     print(line.rstrip("\n"), flush=True)
 
@@ -163,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="list what a stack's last `up` created, from the cluster")
     show.add_argument("--stack", "-s", required=True)
     show.set_defaults(func=cmd_show)
+
+    watch = commands.add_parser("watch", help="keep a stack equal to git: poll, apply new commits, correct drift")
+    watch.add_argument("--stack", "-s", required=True)
+    watch.add_argument("--interval", type=float, default=30.0, help="seconds between polls of the ref (default 30)")
+    watch.add_argument("--once", action="store_true",
+                       help="one cycle, then exit: 0 nothing changed, 2 changes applied, 1 error")
+    watch.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one object per line")
+    watch.add_argument("--listen", metavar="127.0.0.1:PORT",
+                       help="serve /healthz, /status, /metrics and POST /hooks/git (secret: $GITOPS_WEBHOOK_SECRET)")
+    watch.add_argument("--lock-timeout", type=float, default=None,
+                       help="seconds to wait while another watcher holds the stack (default: wait; 0: exit 1 at once)")
+    watch.set_defaults(func=cmd_watch)
 
     tools = commands.add_parser("tools", help="find or build the pinned engine and control-plane binaries")
     tools.set_defaults(func=cmd_tools)

@@ -58,3 +58,11 @@ class ClusterError(GitOpsError):
 
 class EngineError(GitOpsError):
     """The Pulumi engine failed (preview, up, refresh)."""
+
+
+class LockError(GitOpsError):
+    """Another process holds the stack: a second watcher, or a live `pulumi up`."""
+
+
+class GuardError(GitOpsError):
+    """The watcher refused a commit, e.g. one that deletes most of the stack."""

@@ -43,6 +43,14 @@ class StackSettings:
     """Skip the provider's readiness waits (for clusters that never make Pods ready)."""
     cluster_kinds: tuple[str, ...] = ()
     """Extra cluster-scoped kinds as `Kind.group`, for custom resources whose CRD is not in the repo."""
+    drift_interval: float | None = 300.0
+    """Watcher: seconds between drift checks (refresh against the cluster); 0 turns them off."""
+    drift_mode: str = "correct"
+    """Watcher: `correct` puts hand edits back to git; `report` only logs and records them."""
+    max_delete_percent: float = 50.0
+    """Watcher: refuse a commit that deletes more than this share of the stack's objects."""
+    allow_mass_delete: bool = False
+    """Watcher: apply such a commit anyway."""
 
     def resolved_repo(self, project_dir: Path) -> str:
         """A local path made absolute against the project, so the program and the CLI agree."""
@@ -89,10 +97,35 @@ def _list(key: str, value: Any) -> tuple[str, ...]:
     return tuple(v.strip() for v in value if v.strip())
 
 
+def _number(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as e:
+        raise SettingsError(f"{NAMESPACE}:{key} must be a number, not {value!r}") from e
+    if number < 0:
+        raise SettingsError(f"{NAMESPACE}:{key} must not be negative, not {value!r}")
+    return number
+
+
+def _percent(key: str, value: Any) -> float:
+    number = _number(key, value)
+    if number > 100:
+        raise SettingsError(f"{NAMESPACE}:{key} is a percentage (0-100), not {value!r}")
+    return number
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    text = str(value).strip()
+    if text not in choices:
+        raise SettingsError(f"{NAMESPACE}:{key} must be one of {', '.join(choices)}, not {value!r}")
+    return text
+
+
 def settings_from_config(config: Mapping[str, Any]) -> StackSettings:
     """Build settings from `gitops:` keys (with or without the prefix)."""
     values = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
-    known = {"repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds"}
+    known = {"repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds",
+             "driftInterval", "driftMode", "maxDeletePercent", "allowMassDelete"}
     unknown = sorted(k for k in values if k not in known and ":" not in k)
     if unknown:
         raise SettingsError(f"unknown setting(s) {', '.join(f'{NAMESPACE}:{k}' for k in unknown)}; known: {', '.join(sorted(known))}")
@@ -114,6 +147,10 @@ def settings_from_config(config: Mapping[str, Any]) -> StackSettings:
         context=text("context", None),
         skip_await=_bool("skipAwait", values.get("skipAwait", False)),
         cluster_kinds=_list("clusterKinds", values.get("clusterKinds", [])),
+        drift_interval=_number("driftInterval", values.get("driftInterval", 300)) or None,
+        drift_mode=_choice("driftMode", values.get("driftMode", "correct"), ("correct", "report")),
+        max_delete_percent=_percent("maxDeletePercent", values.get("maxDeletePercent", 50)),
+        allow_mass_delete=_bool("allowMassDelete", values.get("allowMassDelete", False)),
     )
 
 

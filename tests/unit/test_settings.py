@@ -41,3 +41,23 @@ def test_local_repo_paths_resolve_against_the_project(tmp_path):
     s = settings_from_config({"repo": "config"})
     assert s.resolved_repo(tmp_path) == str(tmp_path / "config")
     assert settings_from_config({"repo": "git@example.invalid:o/r.git"}).resolved_repo(tmp_path) == "git@example.invalid:o/r.git"
+
+
+def test_watcher_settings():
+    s = settings_from_config({"repo": "."})
+    assert (s.drift_interval, s.drift_mode, s.max_delete_percent, s.allow_mass_delete) == (300, "correct", 50, False)
+    s = settings_from_config({"repo": ".", "driftInterval": "0", "driftMode": "report", "maxDeletePercent": "20",
+                              "allowMassDelete": "true"})
+    assert (s.drift_interval, s.drift_mode, s.max_delete_percent, s.allow_mass_delete) == (None, "report", 20, True)
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"driftInterval": "soon"}, "gitops:driftInterval must be a number"),
+    ({"driftInterval": -1}, "must not be negative"),
+    ({"driftMode": "fix"}, "gitops:driftMode must be one of correct, report"),
+    ({"maxDeletePercent": 150}, "is a percentage"),
+    ({"allowMassDelete": "sure"}, "gitops:allowMassDelete must be true or false"),
+])
+def test_bad_watcher_settings(config, message):
+    with pytest.raises(SettingsError, match=message):
+        settings_from_config({"repo": ".", **config})

@@ -1,0 +1,144 @@
+"""One writer per stack, and the cleanup of what a killed `up` leaves behind.
+
+The watcher lock is an `fcntl.flock` on a file keyed by the stack. The kernel drops a flock
+when its owner dies, however it dies, so the lock can never be stale and needs no expiry.
+
+Pulumi's diy (file) backend has its own lock: a JSON file per running update under
+`<backend>/.pulumi/locks/organization/<project>/<stack>/`, naming the owner's pid and host. A
+SIGKILLed `pulumi up` leaves it behind, and every later `up` fails until someone runs `pulumi
+cancel`. Holding our flock, the watcher removes such a file when its owner is provably gone (same
+host, pid not alive); a live owner or another host's lock is only reported.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LockError
+
+
+@dataclass(frozen=True)
+class PulumiLock:
+    path: Path
+    pid: int | None
+    hostname: str | None
+
+    def owner_gone(self) -> bool:
+        if self.hostname != socket.gethostname() or self.pid is None:
+            return False  # cannot prove anything about another machine's process
+        return not _pid_alive(self.pid)
+
+
+class StackLock:
+    """`with StackLock(path).acquire(wait=...)`: held until released or the process dies."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, wait: bool = False, timeout: float | None = None, poll: float = 0.2,
+                on_wait: Callable[[dict], None] | None = None,
+                cancelled: Callable[[], bool] = lambda: False) -> StackLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+            holder = self.holder()
+            if not wait or cancelled() or (deadline is not None and time.monotonic() >= deadline):
+                os.close(fd)
+                raise LockError(f"stack is being watched by another process ({_describe(holder)}); lock file {self.path}")
+            if on_wait and not told:
+                on_wait(holder)
+                told = True
+            time.sleep(poll)
+        # Who holds it, for the next one to report; the content is informative, the flock is the lock.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "hostname": socket.gethostname(),
+                                  "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode(), 0)
+        self._fd = fd
+        return self
+
+    def holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> StackLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _describe(holder: dict) -> str:
+    return f"pid {holder.get('pid', '?')} on {holder.get('hostname', '?')} since {holder.get('since', '?')}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A killed process stays a zombie until its parent reaps it, and in a container whose init
+    # never reaps, that is forever: a zombie holds nothing, so it counts as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): trust kill(0)
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def pulumi_locks(backend_url: str, project: str, stack: str) -> list[PulumiLock]:
+    """The diy backend's lock files for one stack (empty for other backends: they lock server-side)."""
+    if not backend_url.startswith("file://"):
+        return []
+    root = Path(os.path.expanduser(backend_url.removeprefix("file://").split("?", 1)[0])) / ".pulumi" / "locks"
+    found = []
+    # Project-scoped layout (current), and the legacy one without projects.
+    for folder in (root / "organization" / project / stack, root / stack):
+        for path in sorted(folder.glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                data = {}
+            pid = data.get("pid")
+            found.append(PulumiLock(path, pid if isinstance(pid, int) else None, data.get("hostname")))
+    return found
+
+
+def clear_dead_pulumi_locks(backend_url: str, project: str, stack: str) -> tuple[list[Path], list[PulumiLock]]:
+    """Remove lock files whose owner is gone; return (removed, still held by someone alive or elsewhere).
+    Call only while holding the stack's `StackLock`, so no watcher of ours can be mid-`up`."""
+    removed, kept = [], []
+    for lock in pulumi_locks(backend_url, project, stack):
+        if lock.owner_gone():
+            for path in (lock.path, lock.path.with_name(lock.path.name + ".attrs")):
+                path.unlink(missing_ok=True)
+            removed.append(lock.path)
+        else:
+            kept.append(lock)
+    return removed, kept

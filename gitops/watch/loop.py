@@ -1,0 +1,381 @@
+"""The Watcher: the I/O around `decide` — resolve the ref, render, guard, `up`, drift checks,
+status file, run records, logs. One thread runs cycles; HTTP threads only read and wake it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import engine
+from ..desired import read_desired_state
+from ..errors import EngineError, GuardError, LockError, ManifestError, SettingsError, SourceError
+from ..settings import StackSettings, read_stack_settings, stack_file
+from ..source.git import GitSource
+from . import decide as d
+from .guard import check_deletions
+from .lock import StackLock, clear_dead_pulumi_locks
+from .metrics import Metrics
+from .record import Log, event_json, utc, write_json, watch_dir
+
+# Exit codes of `watch --once`.
+EXIT_UNCHANGED, EXIT_ERROR, EXIT_CHANGED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    project_dir: Path
+    stack: str
+    interval: float = 30.0
+    lock_timeout: float | None = None
+    """Seconds to wait for another watcher of the stack; None: wait as long as it takes; 0: report at once."""
+
+
+class Watcher:
+    def __init__(self, options: WatchOptions, log: Log, env: dict[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.options = options
+        self.log = log
+        self.env = env if env is not None else engine.engine_env()
+        self.clock = clock
+        self.metrics = Metrics()
+        self.dir = watch_dir(self.env, _project_name(options.project_dir), options.stack)
+        self.records = self.dir / "runs"
+        self.state = d.WatchState()
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._webhook = threading.Event()
+        self._status: dict[str, Any] = {"stack": options.stack, "pid": os.getpid(), "started_at": utc(),
+                                        "state": "starting", "applied_commit": None, "last_result": None,
+                                        "pending": None, "failures": 0}
+        self._status_lock = threading.Lock()
+        self._source: tuple[str, GitSource] | None = None
+        self._stack = None
+        self._lock = StackLock(self.dir / "watch.lock")
+        self._previous: dict[str, Any] = {}
+        self._subjects: tuple[str, ...] | None = None
+        """The stack's subjects after its last `up`, for the guard; None: ask the stack."""
+
+    # -- wiring for signals and HTTP ------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        """Signal-safe: only sets flags. The running `up` finishes; then the loop ends."""
+        self.stopping.set()
+        self._wake.set()
+
+    def trigger(self) -> None:
+        """From an HTTP thread: a cycle now, cutting any backoff short."""
+        self._webhook.set()
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        with self._status_lock:
+            return json.loads(json.dumps(self._status, default=str))
+
+    def _set_status(self, **fields: Any) -> None:
+        with self._status_lock:
+            self._status.update(fields, updated_at=utc())
+            snapshot = dict(self._status)
+        write_json(self.dir / "status.json", snapshot)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, once: bool = False) -> int:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(wait=self.options.lock_timeout != 0, timeout=self.options.lock_timeout,
+                               on_wait=lambda holder: self.log("lock.wait", "another watcher holds the stack; waiting",
+                                                               holder_pid=holder.get("pid")),
+                               cancelled=self.stopping.is_set)  # SIGTERM while waiting ends the wait
+        except LockError as e:
+            if self.stopping.is_set():
+                self.log("watch.stop", "stopped while waiting for the stack lock")
+                return EXIT_UNCHANGED
+            self.log("lock.busy", str(e), level="error")
+            return EXIT_ERROR
+        try:
+            # Read before the first status write replaces it: the last run's applied settings.
+            try:
+                self._previous = json.loads((self.dir / "status.json").read_text())
+            except (OSError, ValueError):
+                self._previous = {}
+            self.log("watch.start", f"watching stack {self.options.stack}", interval=self.options.interval,
+                     dir=str(self.dir))
+            self._set_status(state="recovering")
+            try:
+                self._recover()
+                self.state = self._initial_state()
+            except Exception as e:  # noqa: BLE001
+                # Not fatal: the engine may be unreachable now and fine later; `up` will tell.
+                self.log("recover.failed", _tail(e), level="error")
+            result = EXIT_UNCHANGED
+            while not self.stopping.is_set():
+                outcome, wait = self.cycle()
+                if once:
+                    return {"changed": EXIT_CHANGED, "error": EXIT_ERROR}.get(outcome, EXIT_UNCHANGED)
+                self._set_status(state="idle", next_cycle_at=utc(time.time() + wait))
+                if self._wake.wait(wait):
+                    self._wake.clear()
+            self.log("watch.stop", "stopped")
+            return result
+        finally:
+            self._set_status(state="stopped")
+            self._lock.release()
+
+    def cycle(self) -> tuple[str, float]:
+        """One observation and at most one action. Returns (outcome, seconds until the next cycle)."""
+        now = self.clock()
+        if self._webhook.is_set():
+            self._webhook.clear()
+            self.state = d.webhook(self.state)
+        try:
+            settings = read_stack_settings(self.options.project_dir, self.options.stack)
+            fingerprint = hashlib.sha256(stack_file(self.options.project_dir, self.options.stack).read_bytes()).hexdigest()
+        except (SettingsError, OSError) as e:
+            return self._failure(d.Observation(now=now, fingerprint="", source_error=str(e)), "settings", e)
+        policy = d.Policy(interval=self.options.interval, drift_interval=settings.drift_interval)
+        try:
+            source = self._git(settings)
+            obs = d.Observation(now=now, fingerprint=fingerprint, head=source.resolve(settings.ref))
+            self.metrics.count("ref_checks", "ok")
+        except SourceError as e:
+            self.metrics.count("ref_checks", "error")
+            obs = d.Observation(now=now, fingerprint=fingerprint, source_error=str(e))
+            return self._failure(obs, "source", e, policy)
+        decision = d.decide(self.state, obs, policy)
+        # Pending work: a commit (or settings) not applied yet, whether it runs now or after a backoff.
+        outstanding = obs.head != self.state.applied_commit or fingerprint != self.state.applied_fingerprint
+        pending = {"commit": obs.head, "reason": decision.reason} if outstanding else None
+        self._set_status(pending=pending, last_cycle_at=utc(), head=obs.head)
+        if decision.action in (d.Action.NOTHING, d.Action.WAIT):
+            self.metrics.count("cycles", "nothing" if decision.action == d.Action.NOTHING else "backoff")
+            return "unchanged", decision.wait
+        self.log(f"{decision.action.value}.start", decision.reason, commit=obs.head)
+        try:
+            if decision.action == d.Action.UP:
+                changed = self._apply(source, settings, obs.head, decision.reason)  # type: ignore[arg-type]
+            else:
+                changed = self._drift(settings, obs.head)  # type: ignore[arg-type]
+        except ManifestError as e:
+            return self._failure(obs, "manifest", e, policy)
+        except GuardError as e:
+            return self._failure(obs, "guard", e, policy)
+        except EngineError as e:
+            outcome = self._failure(obs, "engine", e, policy, during_drift=decision.action == d.Action.DRIFT)
+            try:
+                self._recover()  # a killed or crashed engine run may have left its lock behind
+            except Exception as again:  # noqa: BLE001
+                self.log("recover.failed", _tail(again), level="error")
+            return outcome
+        except SourceError as e:
+            return self._failure(obs, "source", e, policy)
+        except Exception as e:  # noqa: BLE001 - e.g. a CommandError of `stack output`: the loop must go on
+            return self._failure(obs, "internal", e, policy)
+        self.state = d.succeeded(self.state, decision.action, obs.head, fingerprint, self.clock())  # type: ignore[arg-type]
+        self.metrics.count("cycles", "changed" if changed else "unchanged")
+        self._set_status(applied_commit=obs.head, applied_fingerprint=fingerprint, pending=None, failures=0,
+                         last_success_at=utc(), last_error=None,
+                         last_drift_check_at=utc() if settings.drift_interval else None)
+        return ("changed" if changed else "unchanged"), d.next_wait(self.state, self.clock(), policy)
+
+    def _failure(self, obs: d.Observation, kind: str, error: Exception, policy: d.Policy | None = None,
+                 during_drift: bool = False) -> tuple[str, float]:
+        policy = policy or d.Policy(interval=self.options.interval)
+        self.state = d.failed(self.state, obs, policy, during_drift=during_drift)
+        wait = max(0.0, (self.state.retry_at or obs.now) - obs.now)
+        self.metrics.count("errors", kind)
+        self.metrics.count("cycles", "error")
+        self.log("cycle.failed", str(error), level="error", kind=kind, commit=obs.head,
+                 failures=self.state.failures, retry_in=round(wait, 1))
+        self._set_status(failures=self.state.failures, last_error={"kind": kind, "message": str(error), "at": utc()},
+                         last_result={"result": "error", "kind": kind, "commit": obs.head, "at": utc()},
+                         pending={"commit": obs.head, "reason": f"retry after {kind} error"} if obs.head else None)
+        return "error", wait
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def _apply(self, source: GitSource, settings: StackSettings, commit: str, reason: str) -> bool:
+        # Render and validate first: a broken commit never reaches the engine.
+        desired = read_desired_state(source, commit, settings)
+        stack = self._engine_stack()
+        if self._subjects is None:
+            outputs = stack.outputs()
+            self._subjects = tuple(outputs["subjects"].value) if "subjects" in outputs else ()
+        current = self._subjects
+        verdict = check_deletions(current, desired.subjects, max_delete_percent=settings.max_delete_percent,
+                                  allow_mass_delete=settings.allow_mass_delete)
+        if not verdict.allowed:
+            raise GuardError(f"commit {commit[:12]}: {verdict.message}")
+        self._set_status(state="up", running={"action": "up", "commit": commit, "since": utc()})
+        record = self._new_record("up", commit)
+        started_at, started_epoch = utc(), time.time()
+        errors: list[str] = []
+
+        def on_event(event: Any) -> None:
+            events.write(json.dumps(event_json(event), default=str) + "\n")
+            diagnostic = event.diagnostic_event
+            if diagnostic is not None and diagnostic.severity == "error" and len(errors) < 5:
+                errors.append(diagnostic.message.strip())
+
+        with (record / "events.jsonl").open("w") as events:
+            try:
+                result = engine.up(stack, commit, on_output=None, on_event=on_event)
+            except EngineError as e:
+                # The CLI's own text ends with a summary; the typed error events say what failed.
+                error = EngineError(f"{e}\n" + "\n".join(errors)) if errors else e
+                self._finish_record(record, {"action": "up", "commit": commit, "reason": reason, "result": "error",
+                                             "error": str(error)})
+                raise error from e
+            except BaseException:
+                self._subjects = None  # a failed `up` may have changed some: ask the stack next time
+                raise
+            finally:
+                self._set_status(running=None)
+        # The guard's "current" is what this `up` left; no `pulumi stack output` call (~1 s) next time.
+        self._subjects = tuple(result.outputs.get("subjects") or ())
+        summary = {"action": "up", "commit": commit, "reason": reason, "result": "ok", "started_at": started_at,
+                   "started_epoch": started_epoch,
+                   "changes": dict(result.changes),
+                   "changed": result.changed, "seconds": round(result.seconds, 2), "objects": len(desired.manifests),
+                   "guard": verdict.message}
+        self._finish_record(record, summary)
+        self.metrics.record_up(result.seconds, dict(result.changes))
+        self.log("up.done", _changes_text(result.changes), commit=commit, seconds=round(result.seconds, 1),
+                 changes=dict(result.changes), record=str(record))
+        self._set_status(last_result={**summary, "at": utc(), "record": str(record)})
+        return result.changed
+
+    def _drift(self, settings: StackSettings, commit: str) -> bool:
+        """Refresh against the cluster. `report` only previews the refresh; `correct` refreshes the
+        state and then runs `up`, which puts hand-edited fields back to git (verified: a refreshed
+        state makes the provider see the edit as a diff)."""
+        stack = self._engine_stack()
+        record = self._new_record("drift", commit)
+        summary_changes: dict[str, int] = {}
+        drifted: list[str] = []
+        report = settings.drift_mode == "report"
+
+        def on_event(event: Any) -> None:
+            events.write(json.dumps(event_json(event), default=str) + "\n")
+            if event.summary_event is not None:
+                summary_changes.update(event.summary_event.resource_changes or {})
+            outputs = event.res_outputs_event
+            if outputs is not None and str(getattr(outputs.metadata.op, "value", outputs.metadata.op)) not in ("same", "refresh"):
+                drifted.append(outputs.metadata.urn.rsplit("::", 1)[-1])
+
+        self._set_status(state="drift", running={"action": "drift", "commit": commit, "since": utc()})
+        started = time.monotonic()
+        with (record / "events.jsonl").open("w") as events:
+            try:
+                # The summary event carries the counts; RefreshResult's own summary is not reliable
+                # for preview-only refreshes (it reported "create" for unchanged resources).
+                stack.refresh(show_secrets=False, color="never", preview_only=report or None, on_event=on_event)
+            except Exception as e:  # noqa: BLE001 - any CommandError flavour
+                self._finish_record(record, {"action": "drift", "commit": commit, "result": "error", "error": str(e)})
+                self._set_status(running=None)
+                raise EngineError(f"refresh failed for stack {stack.name}: {_tail(e)}") from e
+        found = bool(drifted)
+        self.metrics.drift(found)
+        summary = {"action": "drift", "commit": commit, "mode": settings.drift_mode, "drifted": drifted,
+                   "seconds": round(time.monotonic() - started, 2), "result": "ok"}
+        self._finish_record(record, summary)
+        self._set_status(running=None, last_drift={**summary, "at": utc(), "record": str(record)})
+        if not found:
+            self.log("drift.none", "cluster matches the stack", commit=commit)
+            return False
+        self.log("drift.found", f"{len(drifted)} object(s) changed outside git", level="warning",
+                 objects=drifted, mode=settings.drift_mode)
+        if report:
+            return False
+        source = self._git(settings)
+        return self._apply(source, settings, commit, f"drift correction of {len(drifted)} object(s)")
+
+    def _initial_state(self) -> d.WatchState:
+        """Start from what the stack last applied (its `commit` output), so a restarted watcher does
+        not run `up` for a commit that is already there. The settings fingerprint comes from the
+        previous status file, if it speaks of the same commit; otherwise the first cycle runs `up`."""
+        outputs = self._engine_stack().outputs()
+        commit = outputs["commit"].value if "commit" in outputs else None
+        self._subjects = tuple(outputs["subjects"].value) if "subjects" in outputs else ()
+        previous = self._previous
+        fingerprint = previous.get("applied_fingerprint") if previous.get("applied_commit") == commit else None
+        if commit:
+            self._set_status(applied_commit=commit, applied_fingerprint=fingerprint)
+        return d.WatchState(applied_commit=commit, applied_fingerprint=fingerprint)
+
+    # -- recovery after a killed run ------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Holding the stack lock: drop Pulumi locks whose owner died, and pending operations."""
+        removed, kept = clear_dead_pulumi_locks(self.env.get("PULUMI_BACKEND_URL", ""),
+                                                _project_name(self.options.project_dir), self.options.stack)
+        for path in removed:
+            self.log("recover.lock", "removed the lock of a Pulumi run whose process is gone", path=str(path))
+        for lock in kept:
+            self.log("recover.lock_held", "the stack is locked by a live Pulumi run", level="warning",
+                     pid=lock.pid, hostname=lock.hostname)
+        stack = self._engine_stack()
+        deployment = stack.export_stack().deployment or {}
+        pending = deployment.get("pending_operations") or []
+        if pending:
+            # Pending creates of a killed `up` exist in the cluster but not in the state. The next
+            # `up` re-applies them (server-side apply is an upsert), so dropping them is safe.
+            self.log("recover.pending", f"clearing {len(pending)} pending operation(s) of an interrupted run",
+                     level="warning", operations=sorted({p.get("type", "?") for p in pending}))
+            try:
+                stack.refresh(show_secrets=False, color="never", clear_pending_creates=True, on_output=None)
+            except Exception as e:  # noqa: BLE001
+                raise EngineError(f"cannot clear pending operations: {_tail(e)}") from e
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _git(self, settings: StackSettings) -> GitSource:
+        repo = settings.resolved_repo(self.options.project_dir)
+        if self._source is None or self._source[0] != repo:
+            self._source = (repo, GitSource(repo))
+        return self._source[1]
+
+    def _engine_stack(self):
+        if self._stack is None:
+            self._stack = engine.select_stack(self.options.project_dir, self.options.stack, self.env)
+        return self._stack
+
+    def _new_record(self, action: str, commit: str) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time() % 1:.3f}"[1:]
+        path = self.records / f"{stamp}-{action}-{commit[:12]}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def _finish_record(record: Path, summary: dict) -> None:
+        write_json(record / "summary.json", {**summary, "finished_at": utc(), "finished_epoch": time.time()})
+
+
+def _project_name(project_dir: Path) -> str:
+    import yaml
+
+    try:
+        return str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name") or "gitops")
+    except (OSError, yaml.YAMLError):
+        return "gitops"
+
+
+def _changes_text(changes: dict[str, int]) -> str:
+    return ", ".join(f"{op} {n}" for op, n in sorted(changes.items())) or "no changes"
+
+
+def _tail(error: Exception, count: int = 8) -> str:
+    text = str(getattr(error, "stderr", "") or error).strip().splitlines()
+    return "\n".join(line for line in text[-count:] if line.strip())
+
+
+def install_signal_handlers(watcher: Watcher) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, watcher.stop)

@@ -1,0 +1,413 @@
+"""`gitops watch` against the real engine, control plane and git, with the remote served over the
+network by `git daemon` on loopback so it can be stopped mid-test (issue 4).
+
+Every watcher runs as a subprocess in its own session and is stopped by PID in teardown."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from gitops.watch.record import watch_dir
+from gitops.watch.server import sign
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: {value}}}\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 120, what: str = "condition", every: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every process of a session (a watcher started with start_new_session has sid == its pid)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+class GitDaemon:
+    """`git daemon` serving a folder of bare repos on 127.0.0.1; stop() and start() simulate an outage."""
+
+    def __init__(self, base: Path):
+        self.base, self.port, self.process = base, free_port(), None
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(["git", "daemon", "--reuseaddr", f"--base-path={self.base}", "--export-all",
+                                         "--listen=127.0.0.1", f"--port={self.port}", str(self.base)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, 10, "git daemon", 0.05)
+
+    def _answers(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    base = tmp_path / "served"
+    base.mkdir()
+    served = GitDaemon(base)
+    served.start()
+    yield served
+    served.stop()
+
+
+class Watch:
+    """One `gitops watch` subprocess with its log file."""
+
+    def __init__(self, project, log: Path, *args: str, env: dict | None = None):
+        self.project, self.log = project, log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gitops", "--project-dir", str(project.root), "watch", "--stack", project.stack,
+             "--log-format", "json", *args],
+            env={**project.env, **(env or {})}, stdout=log.open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True)  # its own process group: a SIGKILL can take its engine run with it
+
+    def events(self) -> list[dict]:
+        lines = [line for line in self.log.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in lines]  # every line must be one JSON object
+
+    def count(self, event: str) -> int:
+        return sum(1 for e in self.events() if e["event"] == event)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 120) -> int:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_session()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill_session(self) -> None:
+        """SIGKILL the watcher and everything it started, as when a pod is killed. Pulumi puts its
+        plugins in process groups of their own, but they stay in the watcher's session."""
+        for pid in session_pids(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+
+
+@pytest.fixture
+def watchers(project, tmp_path):
+    started: list[Watch] = []
+
+    def start(*args: str, env: dict | None = None) -> Watch:
+        watch = Watch(project, tmp_path / f"watch-{len(started)}.log", *args, env=env)
+        started.append(watch)
+        return watch
+
+    yield start
+    for watch in started:
+        watch.stop(timeout=60)
+        watch.kill_session()  # anything its engine run left behind
+
+
+def status(project) -> dict:
+    path = watch_dir(project.env, "gitops", project.stack) / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def value(project, name: str = "a") -> str | None:
+    if not project.exists("configmap", name, "-n", project.namespace):
+        return None
+    return project.kubectl_json("get", "configmap", name, "-n", project.namespace).get("data", {}).get("k")
+
+
+def namespace_file(ns: str) -> dict[str, str]:
+    return {"ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"}
+
+
+def test_pushed_commits_reach_the_cluster_and_an_outage_is_survived(project, daemon, watchers):
+    bare = daemon.base / "config.git"
+    project.repo.write({**namespace_file(project.namespace), "a.yaml": CM.format(name="a", value="one")})
+    project.repo.push_to(bare)
+    project.write_stack(repo=daemon.url("config.git"), skipAwait=True, driftInterval=0)
+    watch = watchers("--interval", "1")
+    wait_for(lambda: value(project) == "one", what="the first commit applied")
+
+    second = project.repo.write({"a.yaml": CM.format(name="a", value="two")}, "two")
+    project.repo.push_to(bare)
+    pushed = time.monotonic()
+    wait_for(lambda: value(project) == "two", what="the pushed commit applied")
+    print(f"push-to-applied latency, poll 1 s: {time.monotonic() - pushed:.1f} s")
+
+    # Ten commits pushed while an `up` runs: exactly one more `up`, at the newest.
+    wait_for(lambda: status(project).get("applied_commit") == second, 30, "status updated")
+    ups_before = watch.count("up.done")
+    project.repo.write({"b.yaml": CM.format(name="b", value="b")}, "b")
+    project.repo.push_to(bare)
+    wait_for(lambda: watch.count("up.start") > ups_before, 30, "the next up starting")
+    for i in range(10):
+        head = project.repo.write({"a.yaml": CM.format(name="a", value=f"ten-{i}")}, f"ten-{i}")
+    project.repo.push_to(bare)
+    during = watch.count("up.done") == ups_before
+    wait_for(lambda: value(project) == "ten-9", 60, "the newest of ten commits applied")
+    wait_for(lambda: status(project).get("applied_commit") == head, 30, "status updated")
+    time.sleep(2)
+    after = [e["commit"] for e in watch.events() if e["event"] == "up.done"][ups_before + 1:]
+    print(f"ten commits pushed {'during' if during else 'after'} an up; ups after it: {len(after)}")
+    assert after == [head]
+
+    # Outage: three commits land on the remote while it is unreachable.
+    daemon.stop()
+    ups_before = watch.count("up.done")
+    for value_ in ("three", "four", "five"):
+        newest = project.repo.write({"a.yaml": CM.format(name="a", value=value_)}, value_)
+    project.repo.push_to(bare)
+    wait_for(lambda: watch.count("cycle.failed") >= 2, 30, "failed cycles during the outage")
+    assert watch.process.poll() is None, "the watcher must survive the outage"
+    assert value(project) == "ten-9"
+    failure = next(e for e in watch.events() if e["event"] == "cycle.failed")
+    assert failure["kind"] == "source" and "cannot reach the remote" in failure["msg"]
+    assert status(project)["applied_commit"] == head  # the last good state is kept and reported
+    assert status(project)["last_error"]["kind"] == "source"
+
+    daemon.start()
+    wait_for(lambda: value(project) == "five", 90, "recovery after the remote came back")
+    wait_for(lambda: status(project).get("applied_commit") == newest, 30, "status at the newest commit")
+    # Supersede: one `up`, at the newest commit, for the three commits.
+    time.sleep(3)
+    ups = [e for e in watch.events() if e["event"] == "up.done"][ups_before:]
+    assert [e["commit"] for e in ups] == [newest]
+    assert watch.count("up.start") == watch.count("up.done")
+
+    # Every run left a readable record: summary plus engine events.
+    record = Path(ups[-1]["record"])
+    summary = json.loads((record / "summary.json").read_text())
+    assert summary["commit"] == newest and summary["changes"].get("update") == 1
+    events = [json.loads(line) for line in (record / "events.jsonl").read_text().splitlines()]
+    assert any(e.get("summary_event") for e in events)
+    assert watch.stop() == 0  # SIGTERM ends it cleanly
+    assert watch.events()[-1]["event"] == "watch.stop"
+
+
+def test_drift_is_reported_or_corrected_and_mass_deletion_is_refused(project, watchers):
+    ns = project.namespace
+    project.repo.write({**namespace_file(ns), "a.yaml": CM.format(name="a", value="one"),
+                        "b.yaml": CM.format(name="b", value="b"), "c.yaml": CM.format(name="c", value="c")})
+    project.write_stack(skipAwait=True, driftInterval=2, driftMode="report")
+    watch = watchers("--interval", "1")
+    wait_for(lambda: value(project) == "one", what="first apply")
+    kubectl = ["kubectl", "--kubeconfig", str(project.kubeconfig), "-n", ns]
+    subprocess.run([*kubectl, "patch", "configmap", "a", "--type", "merge", "-p", '{"data":{"k":"hand"}}'],
+                   env=project.env, check=True, capture_output=True)
+    found = wait_for(lambda: [e for e in watch.events() if e["event"] == "drift.found"], 60, "drift reported")
+    assert found[0]["objects"] == [f"core/ConfigMap:{ns}/a"] and found[0]["mode"] == "report"
+    assert value(project) == "hand"  # report mode leaves the cluster alone
+    assert watch.stop() == 0
+
+    project.write_stack(skipAwait=True, driftInterval=2, driftMode="correct")
+    watch = watchers("--interval", "1")
+    wait_for(lambda: value(project) == "one", 90, "the hand edit reverted by a drift check")
+    assert any(e["event"] == "drift.found" and e["mode"] == "correct" for e in watch.events())
+
+    # Emptying the folder is refused: 4 of 4 objects would go.
+    rv = project.kubectl_json("get", "configmap", "b", "-n", ns)["metadata"]["resourceVersion"]
+    project.repo.write({"ns.yaml": None, "a.yaml": None, "b.yaml": None, "c.yaml": None}, "oops, emptied")
+    refused = wait_for(lambda: [e for e in watch.events() if e["event"] == "cycle.failed" and e["kind"] == "guard"],
+                       60, "the guard refusing")
+    assert "4 of 4 objects (100%) would be deleted" in refused[0]["msg"]
+    assert "gitops:maxDeletePercent 50%" in refused[0]["msg"]
+    assert watch.process.poll() is None
+    assert status(project)["last_error"]["kind"] == "guard"
+    assert project.kubectl_json("get", "configmap", "b", "-n", ns)["metadata"]["resourceVersion"] == rv
+    assert value(project) == "one"
+
+    # A broken commit is reported and applies nothing; the loop goes on and applies the fix.
+    project.repo.write({**namespace_file(ns), "a.yaml": CM.format(name="a", value="broken"),
+                        "broken.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: [\n"}, "half broken")
+    bad = wait_for(lambda: [e for e in watch.events() if e["event"] == "cycle.failed" and e["kind"] == "manifest"],
+                   60, "the manifest error")
+    assert "broken.yaml:" in bad[0]["msg"] and "nothing was applied" in bad[0]["msg"]
+    assert value(project) == "one"
+    fixed = project.repo.write({"broken.yaml": None, "b.yaml": CM.format(name="b", value="b"),
+                                "c.yaml": CM.format(name="c", value="c")}, "fixed")
+    wait_for(lambda: value(project) == "broken", 60, "the fixed commit applied")  # 'broken' is a's value now
+    wait_for(lambda: status(project).get("applied_commit") == fixed, 30, "status")
+    assert watch.process.poll() is None
+
+
+def test_once_exit_codes(project):
+    project.repo.write({**namespace_file(project.namespace), "a.yaml": CM.format(name="a", value="one")})
+    project.write_stack(skipAwait=True, driftInterval=0)
+    once = ("watch", "--stack", project.stack, "--once")
+    assert project.gitops(*once, check=False).returncode == 2  # applied
+    assert value(project) == "one"
+    quiet = project.gitops(*once, check=False)
+    assert quiet.returncode == 0, quiet.stderr  # nothing to do: no `up` at all
+    assert "up.start" not in quiet.stderr
+    project.repo.write({"a.yaml": CM.format(name="a", value="two")}, "two")
+    assert project.gitops(*once, check=False).returncode == 2
+    assert value(project) == "two"
+    project.repo.write({"bad.yaml": "kind: ConfigMap\n"}, "bad")
+    failed = project.gitops(*once, check=False)
+    assert failed.returncode == 1 and "bad.yaml:" in failed.stderr
+
+
+def test_webhook_needs_a_valid_signature_and_triggers_a_cycle(project, watchers):
+    secret = "hook-secret"
+    port = free_port()
+    token = "s3cr3t-watch-token"
+    project.repo.write({**namespace_file(project.namespace), "a.yaml": CM.format(name="a", value="one"),
+                        "s.yaml": f"apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{token: {token}}}\n"})
+    project.write_stack(skipAwait=True, driftInterval=0)
+    # An hour between polls: only the webhook can make it look again.
+    watch = watchers("--interval", "3600", "--listen", f"127.0.0.1:{port}", env={"GITOPS_WEBHOOK_SECRET": secret})
+    wait_for(lambda: value(project) == "one", what="first apply")
+    base = f"http://127.0.0.1:{port}"
+
+    def post(headers: dict) -> int:
+        request = urllib.request.Request(base + "/hooks/git", data=b'{"ref":"refs/heads/main"}', method="POST",
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    wait_for(lambda: status(project).get("state") == "idle", 30, "watcher idle")
+    head = project.repo.write({"a.yaml": CM.format(name="a", value="two")}, "two")
+    body = b'{"ref":"refs/heads/main"}'
+    assert post({}) == 401
+    assert post({"X-Hub-Signature-256": sign(b"wrong", body)}) == 401
+    time.sleep(3)
+    assert value(project) == "one" and watch.count("up.start") == 1
+
+    sent = time.monotonic()
+    assert post({"X-Hub-Signature-256": sign(secret.encode(), body)}) == 202
+    wait_for(lambda: value(project) == "two", 60, "the webhook's cycle applying the commit")
+    print(f"webhook-to-applied latency: {time.monotonic() - sent:.1f} s")
+
+    with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
+        assert r.read() == b"ok\n"
+    wait_for(lambda: status(project).get("applied_commit") == head, 30, "status")
+    with urllib.request.urlopen(base + "/status", timeout=5) as r:
+        served = json.loads(r.read())
+    assert served["applied_commit"] == head and served["last_result"]["result"] == "ok"
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert 'gitops_watch_webhooks_total{result="rejected"} 2' in metrics
+    assert 'gitops_watch_webhooks_total{result="accepted"} 1' in metrics
+    assert "gitops_watch_up_duration_seconds_count 2" in metrics
+    assert 'gitops_watch_changes_total{op="update"} 1' in metrics
+    # Neither the webhook secret nor a Secret's value reaches a log, the status or a run record.
+    written = [watch.log] + [f for f in watch_dir(project.env, "gitops", project.stack).rglob("*") if f.is_file()]
+    for path in written:
+        text = path.read_text(errors="replace")
+        for form in (secret, token, base64.b64encode(token.encode()).decode()):
+            assert form not in text, f"{form} in {path}"
+    assert base64.b64decode(project.kubectl_json("get", "secret", "s", "-n", project.namespace)["data"]["token"]).decode() == token
+
+
+def test_one_writer_per_stack(project, watchers):
+    project.repo.write({**namespace_file(project.namespace), "a.yaml": CM.format(name="a", value="one")})
+    project.write_stack(skipAwait=True, driftInterval=0)
+    first = watchers("--interval", "1")
+    wait_for(lambda: value(project) == "one", what="first apply")
+
+    refused = watchers("--interval", "1", "--lock-timeout", "0")
+    assert refused.process.wait(60) == 1
+    busy = [e for e in refused.events() if e["event"] == "lock.busy"]
+    assert busy and f"pid {first.process.pid}" in busy[0]["msg"]
+
+    waiting = watchers("--interval", "1")
+    wait_for(lambda: waiting.count("lock.wait") == 1, 60, "the second watcher waiting")
+    project.repo.write({"a.yaml": CM.format(name="a", value="two")}, "two")
+    wait_for(lambda: value(project) == "two", 60, "the first watcher applying")
+    assert waiting.count("up.start") == 0
+    assert first.stop() == 0
+    # The waiting one takes over; a new commit is now its to apply.
+    wait_for(lambda: waiting.count("watch.start") == 1, 60, "takeover")
+    third = project.repo.write({"a.yaml": CM.format(name="a", value="three")}, "three")
+    wait_for(lambda: value(project) == "three", 60, "the second watcher applying")
+    wait_for(lambda: status(project).get("applied_commit") == third, 30, "the run recorded")
+    # SIGTERM ends a watcher that is still waiting for the lock, at once and cleanly.
+    late = watchers("--interval", "1")
+    wait_for(lambda: late.count("lock.wait") == 1, 60, "a third watcher waiting")
+    assert late.stop(timeout=10) == 0
+    records = watch_dir(project.env, "gitops", project.stack) / "runs"
+    spans = sorted((s["started_epoch"], s["finished_epoch"]) for s in
+                   (json.loads(p.read_text()) for p in records.glob("*-up-*/summary.json")))
+    assert len(spans) >= 3
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f"overlapping up runs: {spans}"
+
+
+def test_sigkill_in_the_middle_of_up_then_restart_ends_correct(project, watchers):
+    ns, count = project.namespace, 60
+    files = {**namespace_file(ns), **{f"c{i:02}.yaml": CM.format(name=f"c{i:02}", value=f"v{i}") for i in range(count)}}
+    head = project.repo.write(files)
+    project.write_stack(skipAwait=True, driftInterval=0)
+    watch = watchers("--interval", "1")
+
+    def created() -> int:
+        out = subprocess.run(["kubectl", "--kubeconfig", str(project.kubeconfig), "get", "configmaps", "-n", ns,
+                              "-o", "name"], env=project.env, capture_output=True, text=True, timeout=30).stdout
+        return sum(1 for line in out.splitlines() if line.startswith("configmap/c"))
+
+    wait_for(lambda: created() >= 3, 120, "the up creating objects", 0.05)
+    watch.kill_session()  # the watcher and its engine run, as when a pod is killed
+    done = created()
+    backend = Path(project.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    left = list((backend / ".pulumi" / "locks").glob(f"**/{project.stack}/*.json"))
+    pending = json.loads(project.state_file().read_text())["checkpoint"]["latest"].get("pending_operations") or []
+    print(f"killed with {done}/{count} created, {len(left)} Pulumi lock file(s), {len(pending)} pending operation(s) left")
+    assert 0 < done < count and left
+
+    again = watchers("--interval", "1")
+    wait_for(lambda: status(project).get("applied_commit") == head and status(project).get("state") == "idle",
+             180, "the restarted watcher finishing the job")
+    assert created() == count
+    assert not list((backend / ".pulumi" / "locks").glob(f"**/{project.stack}/*.json"))
+    state = json.loads(project.state_file().read_text())["checkpoint"]["latest"]
+    assert not state.get("pending_operations")
+    assert project.outputs()["objectCount"] == count + 1
+    assert not session_pids(watch.process.pid)  # nothing of the killed run survives
+    events = [e["event"] for e in again.events()]
+    assert "cycle.failed" not in events, again.log.read_text()
+    assert events[:2] == ["watch.start", "recover.lock"]
+    if pending:
+        assert "recover.pending" in events
