@@ -138,8 +138,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """Keep the stack equal to git until stopped; the loop itself lives in gitops/watch/."""
     from . import engine
     from .local.tools import ensure_tools
+    from .watch import detach
     from .watch.loop import Log, Watcher, WatchOptions, install_signal_handlers
 
+    if detach.has_controlling_terminal():
+        return detach.run_detached(args.argv)
     root = project_dir(args.project_dir)
     read_stack_settings(root, args.stack)  # a typo in the stack file fails now, not in the loop
     log = Log(args.log_format)
@@ -222,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except GitOpsError as e:

@@ -411,3 +411,58 @@ def test_sigkill_in_the_middle_of_up_then_restart_ends_correct(project, watchers
     assert events[:2] == ["watch.start", "recover.lock"]
     if pending:
         assert "recover.pending" in events
+
+
+def child_pids(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def test_ctrl_c_in_a_terminal_finishes_the_current_run_then_stops(project, tmp_path):
+    import fcntl
+    import pty
+    import termios
+
+    ns = project.namespace
+    project.repo.write({**namespace_file(ns), "a.yaml": CM.format(name="a", value="one")})
+    project.write_stack(driftInterval=0)  # readiness waits on: the Service below keeps `up` busy for seconds
+    master, slave = pty.openpty()
+
+    def take_terminal() -> None:  # runs in the new session: the pty becomes its controlling terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    log = tmp_path / "tty.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gitops", "--project-dir", str(project.root), "watch", "--stack", project.stack,
+         "--interval", "1", "--log-format", "json"],
+        env=project.env, stdin=slave, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True, preexec_fn=take_terminal)
+    os.close(slave)
+    try:
+        wait_for(lambda: value(project) == "one", what="the first commit applied")
+        second = project.repo.write({"a.yaml": CM.format(name="a", value="two"),
+                                     "svc.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+                                                 "spec: {selector: {app: web}, ports: [{port: 80}]}\n"}, "service")
+        wait_for(lambda: (status(project).get("running") or {}).get("commit") == second, what="the second up running")
+        os.write(master, b"\x03")  # Ctrl-C, through the terminal's line discipline, to its foreground group
+        assert process.wait(180) == 0, log.read_text()[-2000:]
+        final = status(project)
+        assert final["applied_commit"] == second, final
+        assert value(project) == "two" and project.exists("service", "web", "-n", ns)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(120)
+        for pid in [*child_pids(process.pid), process.pid]:
+            for member in session_pids(pid):
+                try:
+                    os.kill(member, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        os.close(master)
