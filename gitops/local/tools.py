@@ -365,7 +365,8 @@ def _group_by_options(specs: list[ToolSpec]) -> list[list[ToolSpec]]:
     # One `go build` for binaries sharing flags: they share most packages, so this saves compiles.
     groups: dict[tuple, list[ToolSpec]] = {}
     for spec in specs:
-        key = (spec.ldflags, spec.tags, spec.generate_env or spec.name)
+        # A package that needs `go generate` is staged in a module of its own: built alone.
+        key = (spec.ldflags, spec.tags, spec.name if spec.generate_env is not None else "")
         groups.setdefault(key, []).append(spec)
     return list(groups.values())
 

@@ -210,3 +210,11 @@ def test_a_failed_build_names_the_tool_and_quotes_go(tmp_path, monkeypatch):
         tools.ensure_tools(progress=lines.append, names=["kwok"])
     assert lines == ["building kwok v0.8.0 (1/1) ..."]
     assert not tools.cached_path(SPECS["kwok"]).exists()
+
+
+def test_binaries_sharing_flags_are_built_by_one_go_build():
+    from gitops.local.tools import _group_by_options
+
+    kubernetes = [s for s in TOOL_SPECS if s.family == "kubernetes"]
+    assert [[s.name for s in g] for g in _group_by_options(kubernetes)] == [
+        ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"]]
