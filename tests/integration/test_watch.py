@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from gitdaemon import GitDaemon, free_port
 from gitops.watch.record import watch_dir
 from gitops.watch.server import sign
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: {value}}}\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition, timeout: float = 120, what: str = "condition", every: float = 0.3):
@@ -51,35 +45,6 @@ def session_pids(sid: int) -> list[int]:
         if int(fields[3]) == sid:
             found.append(int(stat.parent.name))
     return found
-
-
-class GitDaemon:
-    """`git daemon` serving a folder of bare repos on 127.0.0.1; stop() and start() simulate an outage."""
-
-    def __init__(self, base: Path):
-        self.base, self.port, self.process = base, free_port(), None
-
-    def url(self, name: str) -> str:
-        return f"git://127.0.0.1:{self.port}/{name}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(["git", "daemon", "--reuseaddr", f"--base-path={self.base}", "--export-all",
-                                         "--listen=127.0.0.1", f"--port={self.port}", str(self.base)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._answers, 10, "git daemon", 0.05)
-
-    def _answers(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            self.process.wait(10)
-        self.process = None
 
 
 @pytest.fixture
