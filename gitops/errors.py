@@ -66,3 +66,17 @@ class LockError(GitOpsError):
 
 class GuardError(GitOpsError):
     """The watcher refused a commit, e.g. one that deletes most of the stack."""
+
+
+class RegistryError(GitOpsError):
+    """A container registry cannot list an image's tags; `retry_after` (seconds) asks the caller to back off."""
+
+    def __init__(self, message: str, *, host: str, repository: str | None = None,
+                 retry_after: float | None = None):
+        self.host, self.repository, self.retry_after = host, repository, retry_after
+        where = f"registry {host}" + (f", repository {repository}" if repository else "")
+        super().__init__(f"{message} ({where})")
+
+
+class PublishError(GitOpsError):
+    """Posting the plan to a pull request failed (comments or commit status)."""
