@@ -64,6 +64,60 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """What merging a ref would change, against the stack's state and cluster; changes neither."""
+    from . import engine
+    from .local.tools import ensure_tools
+    from .plan import render
+    from .plan.preview import preview_plan
+
+    root = project_dir(args.project_dir)
+    settings = read_stack_settings(root, args.stack)
+    ensure_tools(progress=_note, names=("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"))
+    plan = preview_plan(root, args.stack, settings, ref=args.ref, repo=args.repo, refresh=not args.no_refresh,
+                        progress=_note)
+    marker = f"{engine.project_name(root)}/{args.stack}"
+    if args.format == "json":
+        sys.stdout.write(render.to_json(plan) + "\n")
+    elif args.format == "markdown":
+        sys.stdout.write(render.to_markdown(plan, marker=marker))
+    else:
+        sys.stdout.write(render.to_text(plan, color=sys.stdout.isatty()))
+    sys.stdout.flush()
+    if args.comment:
+        _publish(plan, args.comment, marker, with_status=args.status)
+    if not plan.ok:
+        return 1
+    if args.detailed_exitcode and plan.has_changes:
+        return 2
+    return 0
+
+
+def _publish(plan, target_text: str, marker: str, with_status: bool) -> None:
+    from .plan import render
+    from .plan.target import parse_target
+
+    target = parse_target(target_text)
+    if target.provider == "gitlab":
+        from .plan.gitlab import GitLabClient as Client
+    else:
+        from .plan.github import GitHubClient as Client
+    client = Client.from_environment(os.environ)
+    bodies = render.markdown_comments(plan, marker=marker, limit=client.max_comment_chars)
+    ids = client.upsert_comments(target.repository, target.number, bodies, marker)
+    _note(f"plan posted to {target_text} as {len(ids)} comment(s)")
+    if with_status and plan.commit:
+        state = "failure" if plan.problems else "error" if plan.error else "success"
+        # One status per stack: several stacks previewing one pull request must not overwrite each other.
+        client.set_status(target.repository, plan.commit, state, render.summary(plan),
+                          context=f"gitops/preview/{plan.stack}")
+        _note(f"status {state} set on {plan.commit[:12]}")
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     """What the stack's last `up` put in the cluster, as kubectl shows it."""
     import subprocess
@@ -194,6 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--stack", "-s", required=True)
     up.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
     up.set_defaults(func=cmd_up, repo=None)
+
+    preview = commands.add_parser("preview", help="plan what a branch or commit would change; changes nothing")
+    preview.add_argument("--stack", "-s", required=True)
+    preview.add_argument("--ref", help="branch, tag or commit to preview (default: the stack's ref)")
+    preview.add_argument("--repo", help="read the ref from this clone of the config repo (e.g. a fork's checkout)")
+    preview.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    preview.add_argument("--comment", metavar="github:OWNER/REPO#N",
+                         help="post the plan on a pull request (or gitlab:GROUP/PROJECT!IID), editing its earlier comment")
+    preview.add_argument("--status", action="store_true", help="with --comment: also set a commit status on the ref")
+    preview.add_argument("--detailed-exitcode", action="store_true", help="exit 0 no changes, 2 changes, 1 error")
+    preview.add_argument("--no-refresh", action="store_true",
+                         help="compare with the state of the last `up` instead of reading the cluster first")
+    preview.set_defaults(func=cmd_preview)
 
     show = commands.add_parser("show", help="list what a stack's last `up` created, from the cluster")
     show.add_argument("--stack", "-s", required=True)

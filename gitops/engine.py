@@ -5,17 +5,21 @@ Runs the same `Pulumi.yaml` program a person runs with `pulumi up`, so both give
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from pulumi import automation as auto
 
 from .errors import EngineError
 from .local.tools import bin_dir, tool_env
 from .paths import state_root
-from .program import COMMIT_ENV
+from .program import COMMIT_ENV, REPO_ENV
 
 # The local state's passphrase when the user has set none: local stacks need no ceremony,
 # and real stacks set PULUMI_CONFIG_PASSPHRASE(_FILE) or another secrets provider.
@@ -85,6 +89,75 @@ def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None =
     outputs = {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
     return RunResult(stack=stack.name, commit=commit, changes=changes, outputs=outputs,
                      seconds=time.monotonic() - started, events=tuple(events))
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    stack: str
+    commit: str
+    seconds: float
+    events: tuple = field(default=(), repr=False)
+
+
+def project_name(project_dir: Path) -> str:
+    try:
+        return str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name") or "gitops")
+    except (OSError, yaml.YAMLError):
+        return "gitops"
+
+
+def preview(project_dir: Path, stack_name: str, commit: str, env: Mapping[str, str] | None = None,
+            refresh: bool = True, on_event: Callable[[auto.EngineEvent], None] | None = None,
+            repo: str | None = None) -> PreviewResult:
+    """`pulumi preview` of a commit against a copy of the stack's state, so nothing the preview
+    does (or an interruption of it) can touch the real state or take the real stack's lock.
+    The refresh, on by default, reads every object from the cluster first: the plan is then
+    against what the cluster holds, hand edits included, not against the last `up`.
+    `repo` reads the commit from another clone of the config repo (a fork's pull request)."""
+    env = dict(env or engine_env())
+    events: list[auto.EngineEvent] = []
+
+    def record(event: auto.EngineEvent) -> None:
+        events.append(event)
+        if on_event:
+            on_event(event)
+
+    started = time.monotonic()
+    with _sandbox(project_dir, stack_name, env) as sandbox_env:
+        stack = select_stack(project_dir, stack_name, sandbox_env)
+        stack.workspace.env_vars[COMMIT_ENV] = commit
+        if repo:
+            stack.workspace.env_vars[REPO_ENV] = repo
+        try:
+            stack.preview(on_event=record, refresh=refresh, color="never", on_output=lambda _: None,
+                          suppress_progress=True)
+        except auto.errors.CommandError as e:
+            raise EngineError(f"pulumi preview failed for stack {stack_name}: {_last_lines(e)}") from e
+    return PreviewResult(stack=stack_name, commit=commit, seconds=time.monotonic() - started, events=tuple(events))
+
+
+@contextmanager
+def _sandbox(project_dir: Path, stack_name: str, env: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    """A throw-away file backend holding a copy of the stack's latest checkpoint."""
+    backend = env.get("PULUMI_BACKEND_URL", "")
+    with tempfile.TemporaryDirectory(prefix="gitops-preview-") as temp:
+        root = Path(temp)
+        (root / ".pulumi").mkdir()
+        (root / ".pulumi" / "meta.yaml").write_text("version: 1\n")
+        sandbox_env = {**env, "PULUMI_BACKEND_URL": f"file://{root}"}
+        if backend.startswith("file://"):
+            stacks = Path(backend.removeprefix("file://")).expanduser() / ".pulumi" / "stacks" / project_name(project_dir)
+            for suffix in (".json", ".json.gz"):
+                if (stacks / f"{stack_name}{suffix}").is_file():
+                    target = root / ".pulumi" / "stacks" / project_name(project_dir)
+                    target.mkdir(parents=True)
+                    shutil.copyfile(stacks / f"{stack_name}{suffix}", target / f"{stack_name}{suffix}")
+                    break
+        else:
+            # Another backend: its export is a read; the import goes to the sandbox only.
+            deployment = select_stack(project_dir, stack_name, env).export_stack()
+            select_stack(project_dir, stack_name, sandbox_env).import_stack(deployment)
+        yield sandbox_env
 
 
 def _last_lines(error: Exception, count: int = 12) -> str:

@@ -22,6 +22,8 @@ from .source.git import GitSource
 # Set by `gitops up`/the watcher: the commit it already resolved and rendered, so the program
 # deploys exactly that commit even if the ref moves while the engine starts.
 COMMIT_ENV = "GITOPS_COMMIT"
+# Set by `gitops preview --repo`: read the commit from this clone instead (a fork's pull request).
+REPO_ENV = "GITOPS_REPO"
 _SETTING_KEYS = ("repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds")
 
 
@@ -85,7 +87,7 @@ def run(project_dir: str | None = None) -> None:
     """Entry point of the Pulumi program."""
     try:
         settings = stack_settings()
-        source = GitSource(settings.resolved_repo(Path(project_dir or os.getcwd())))
+        source = GitSource(os.environ.get(REPO_ENV) or settings.resolved_repo(Path(project_dir or os.getcwd())))
         commit = os.environ.get(COMMIT_ENV) or source.resolve(settings.ref)
         state = read_desired_state(source, commit, settings)
     except GitOpsError as e:

@@ -46,7 +46,7 @@ class Watcher:
         self.env = env if env is not None else engine.engine_env()
         self.clock = clock
         self.metrics = Metrics()
-        self.dir = watch_dir(self.env, _project_name(options.project_dir), options.stack)
+        self.dir = watch_dir(self.env, engine.project_name(options.project_dir), options.stack)
         self.records = self.dir / "runs"
         self.state = d.WatchState()
         self.stopping = threading.Event()
@@ -315,7 +315,7 @@ class Watcher:
     def _recover(self) -> None:
         """Holding the stack lock: drop Pulumi locks whose owner died, and pending operations."""
         removed, kept = clear_dead_pulumi_locks(self.env.get("PULUMI_BACKEND_URL", ""),
-                                                _project_name(self.options.project_dir), self.options.stack)
+                                                engine.project_name(self.options.project_dir), self.options.stack)
         for path in removed:
             self.log("recover.lock", "removed the lock of a Pulumi run whose process is gone", path=str(path))
         for lock in kept:
@@ -356,15 +356,6 @@ class Watcher:
     @staticmethod
     def _finish_record(record: Path, summary: dict) -> None:
         write_json(record / "summary.json", {**summary, "finished_at": utc(), "finished_epoch": time.time()})
-
-
-def _project_name(project_dir: Path) -> str:
-    import yaml
-
-    try:
-        return str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name") or "gitops")
-    except (OSError, yaml.YAMLError):
-        return "gitops"
 
 
 def _changes_text(changes: dict[str, int]) -> str:

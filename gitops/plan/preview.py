@@ -1,0 +1,44 @@
+"""A ref of the config repo -> a Plan: render and validate it, then preview it with the engine
+against a copy of the stack's state. Nothing from the ref runs: it is read as YAML only.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import engine
+from ..desired import read_desired_state
+from ..errors import EngineError, ManifestError, SourceError
+from ..settings import StackSettings
+from ..source.git import GitSource
+from ..watch.record import event_json
+from .changes import changes_from_events
+from .model import Plan
+
+
+def preview_plan(project_dir: Path, stack: str, settings: StackSettings, ref: str | None = None,
+                 repo: str | None = None, refresh: bool = True, env: dict[str, str] | None = None,
+                 progress: Callable[[str], None] = lambda _: None) -> Plan:
+    """The plan of `ref` (default: the stack's own ref). Failures become the plan's problems or
+    error, so a CI job always has something to post."""
+    ref = ref or settings.ref
+    repo_path = repo or settings.resolved_repo(project_dir)
+    try:
+        source = GitSource(repo_path)
+        commit = source.resolve(ref)
+    except SourceError as e:
+        return Plan(stack=stack, ref=ref, commit=None, error=str(e))
+    try:
+        state = read_desired_state(source, commit, settings)
+    except ManifestError as e:
+        return Plan(stack=stack, ref=ref, commit=commit, problems=e.problems)
+    except SourceError as e:
+        return Plan(stack=stack, ref=ref, commit=commit, error=str(e))
+    progress(f"desired state: {len(state.manifests)} objects at {commit[:12]}; previewing against stack {stack}")
+    try:
+        result = engine.preview(project_dir, stack, commit, env=env, refresh=refresh,
+                                repo=repo_path if repo else None)
+    except EngineError as e:
+        return Plan(stack=stack, ref=ref, commit=commit, error=str(e))
+    changes, unchanged = changes_from_events(event_json(e) for e in result.events)
+    return Plan(stack=stack, ref=ref, commit=commit, changes=changes, unchanged=unchanged)
