@@ -118,6 +118,39 @@ def _note(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def cmd_images(args: argparse.Namespace) -> int:
+    """Each marked image field, its policy, its tag now and the tag the policy would pick, and why."""
+    import json
+
+    from .images.scan import ImageScanner, describe
+    from .source.git import GitSource
+
+    root = project_dir(args.project_dir)
+    settings = read_stack_settings(root, args.stack)
+    source = GitSource(settings.resolved_repo(root))
+    commit = source.resolve(settings.ref)
+    scanner = ImageScanner(os.environ, settings.insecure_registries)
+    try:
+        result = scanner.scan(source.read(commit, settings.path), commit, settings,
+                              f"stacks/Pulumi.{args.stack}.yaml: gitops:imagePolicies")
+    finally:
+        scanner.close()
+    rows = [describe(check) for check in result.checks]
+    if args.format == "json":
+        print(json.dumps({"commit": commit, "images": rows, "registry_requests": dict(scanner.requests_made)}, indent=2))
+        return 0
+    if not rows:
+        print(f"no marked image fields at {commit[:12]} ({settings.path})")
+        return 0
+    print(f"image fields marked for automation at {commit[:12]}, mode {settings.image_mode}:")
+    for row in rows:
+        where = f"{row['subject'] or '-'}" + (f" container {row['container']}" if row["container"] else "")
+        state = "locked" if row["locked"] else ("-> " + str(row["chosen"]) if row["moves"] else "up to date" if row["chosen"] else "no choice")
+        print(f"\n  {row['location']}  {where}\n    {row['field']} follows {row['policy']}: {row['image'] or '?'}"
+              f"\n    now {row['current'] or '-'}  {state}\n    {row['reason']}")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     """What the stack's last `up` put in the cluster, as kubectl shows it."""
     import subprocess
@@ -211,9 +244,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         secret = os.environ.get("GITOPS_WEBHOOK_SECRET", "").encode() or None
         server = serve(parse_listen(args.listen), Endpoints(
             status=watcher.status, metrics=watcher.metrics.render, trigger=watcher.trigger,
-            on_webhook=lambda ok: watcher.metrics.count("webhooks", "accepted" if ok else "rejected"), secret=secret))
+            on_webhook=lambda ok: watcher.metrics.count("webhooks", "accepted" if ok else "rejected"), secret=secret,
+            trigger_images=watcher.trigger_images))
         host, port = server.server_address[:2]
-        log("http.listen", f"serving /healthz /status /metrics /hooks/git on {host}:{port}",
+        log("http.listen", f"serving /healthz /status /metrics /hooks/git /hooks/registry on {host}:{port}",
             webhooks="on" if secret else "off")
     try:
         return watcher.run(once=args.once)
@@ -261,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--no-refresh", action="store_true",
                          help="compare with the state of the last `up` instead of reading the cluster first")
     preview.set_defaults(func=cmd_preview)
+
+    images = commands.add_parser("images", help="list marked image fields, their policies and the tags they would take")
+    images.add_argument("--stack", "-s", required=True)
+    images.add_argument("--format", choices=("text", "json"), default="text")
+    images.set_defaults(func=cmd_images)
 
     show = commands.add_parser("show", help="list what a stack's last `up` created, from the cluster")
     show.add_argument("--stack", "-s", required=True)

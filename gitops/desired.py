@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gc
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import yaml
@@ -53,8 +53,12 @@ def desired_state_from_files(files: Sequence[SourceFile], *, repo: str, commit: 
     return DesiredState(repo=repo, commit=commit, path=path, manifests=manifests)
 
 
-def read_desired_state(source: GitSource, commit: str, settings: StackSettings) -> DesiredState:
+def read_desired_state(source: GitSource, commit: str, settings: StackSettings,
+                       rewrite: Callable[[list[SourceFile]], list[SourceFile]] | None = None) -> DesiredState:
+    """`rewrite` changes files before they are parsed: image tags chosen in read-only mode."""
     files = source.read(commit, settings.path)
+    if rewrite is not None:
+        files = rewrite(files)
     return desired_state_from_files(files, repo=source.label, commit=commit, path=settings.path,
                                     namespace=settings.namespace, cluster_kinds=settings.cluster_kinds)
 

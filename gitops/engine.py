@@ -65,9 +65,12 @@ def select_stack(project_dir: Path, stack: str, env: Mapping[str, str] | None = 
 
 
 def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None = print,
-       on_event: Callable[[auto.EngineEvent], None] | None = None) -> RunResult:
-    """`pulumi up` at a commit the caller has already rendered and validated."""
-    stack.workspace.env_vars[COMMIT_ENV] = commit
+       on_event: Callable[[auto.EngineEvent], None] | None = None,
+       program_env: Mapping[str, str] | None = None) -> RunResult:
+    """`pulumi up` at a commit the caller has already rendered and validated. `program_env`
+    reaches the program only for this run (read-only image tags)."""
+    program_env = dict(program_env or {})
+    stack.workspace.env_vars.update({COMMIT_ENV: commit, **program_env})
     events: list[auto.EngineEvent] = []
 
     def record(event: auto.EngineEvent) -> None:
@@ -84,7 +87,8 @@ def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None =
     except auto.errors.CommandError as e:
         raise EngineError(f"pulumi up failed for stack {stack.name}: {_last_lines(e)}") from e
     finally:
-        stack.workspace.env_vars.pop(COMMIT_ENV, None)
+        for key in (COMMIT_ENV, *program_env):
+            stack.workspace.env_vars.pop(key, None)
     changes = dict(result.summary.resource_changes or {})
     outputs = {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
     return RunResult(stack=stack.name, commit=commit, changes=changes, outputs=outputs,

@@ -24,6 +24,9 @@ from .source.git import GitSource
 COMMIT_ENV = "GITOPS_COMMIT"
 # Set by `gitops preview --repo`: read the commit from this clone instead (a fork's pull request).
 REPO_ENV = "GITOPS_REPO"
+# Set by the watcher in read-only image mode: policy -> tag, applied to the marked fields as the
+# files are read, so the accepted tags are deployed without a commit.
+IMAGE_TAGS_ENV = "GITOPS_IMAGE_TAGS"
 _SETTING_KEYS = ("repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds")
 
 
@@ -83,13 +86,22 @@ def _dependencies_first(specs: Sequence[ResourceSpec]) -> list[ResourceSpec]:
     return [s for s in specs if s.name in needed] + [s for s in specs if s.name not in needed]
 
 
+def image_rewrite(encoded: str | None):
+    if not encoded:
+        return None
+    from .images.automation import apply_choices, decode_choices
+
+    chosen = decode_choices(encoded)
+    return lambda files: apply_choices(files, chosen)
+
+
 def run(project_dir: str | None = None) -> None:
     """Entry point of the Pulumi program."""
     try:
         settings = stack_settings()
         source = GitSource(os.environ.get(REPO_ENV) or settings.resolved_repo(Path(project_dir or os.getcwd())))
         commit = os.environ.get(COMMIT_ENV) or source.resolve(settings.ref)
-        state = read_desired_state(source, commit, settings)
+        state = read_desired_state(source, commit, settings, rewrite=image_rewrite(os.environ.get(IMAGE_TAGS_ENV)))
     except GitOpsError as e:
         # A clean message instead of a traceback; nothing has been registered yet.
         raise pulumi.RunError(str(e)) from e

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,23 @@ class StackSettings:
     """Watcher: refuse a commit that deletes more than this share of the stack's objects."""
     allow_mass_delete: bool = False
     """Watcher: apply such a commit anyway."""
+    image_policies: Mapping[str, Any] = field(default_factory=dict)
+    """Image tag policies by name (`image`, `semver`, `pattern`, `extract`, `order`), checked by `images.policy`."""
+    image_policy_file: str = ".gitops/images.yaml"
+    """More policies, in the config repo, relative to `path`; hidden, so never deployed. Missing is fine."""
+    image_interval: float | None = 120.0
+    """Watcher: seconds between registry scans; 0 turns scanning off (webhooks still scan)."""
+    image_mode: str = "commit"
+    """`commit` writes accepted tags to git and deploys that commit; `readonly` deploys them without
+    writing to git (as Flux v1's `--git-readonly`); `off` ignores the markers."""
+    image_push_branch: str | None = None
+    """Push image updates to this branch (for review) instead of the stack's ref."""
+    image_author: str = "gitops <gitops@localhost>"
+    """Author and committer of image update commits, as `Name <email>`."""
+    image_commit_message: str | None = None
+    """Template of the commit message; `{summary}` and `{images}` are filled in. Unset: a standard message."""
+    insecure_registries: tuple[str, ...] = ()
+    """Registries spoken to over plain HTTP (loopback ones always are)."""
 
     def resolved_repo(self, project_dir: Path) -> str:
         """A local path made absolute against the project, so the program and the CLI agree."""
@@ -125,7 +143,9 @@ def settings_from_config(config: Mapping[str, Any]) -> StackSettings:
     """Build settings from `gitops:` keys (with or without the prefix)."""
     values = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
     known = {"repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds",
-             "driftInterval", "driftMode", "maxDeletePercent", "allowMassDelete"}
+             "driftInterval", "driftMode", "maxDeletePercent", "allowMassDelete", "imagePolicies", "imagePolicyFile",
+             "imageInterval", "imageMode", "imagePushBranch", "imageAuthor", "imageCommitMessage",
+             "insecureRegistries"}
     unknown = sorted(k for k in values if k not in known and ":" not in k)
     if unknown:
         raise SettingsError(f"unknown setting(s) {', '.join(f'{NAMESPACE}:{k}' for k in unknown)}; known: {', '.join(sorted(known))}")
@@ -151,7 +171,38 @@ def settings_from_config(config: Mapping[str, Any]) -> StackSettings:
         drift_mode=_choice("driftMode", values.get("driftMode", "correct"), ("correct", "report")),
         max_delete_percent=_percent("maxDeletePercent", values.get("maxDeletePercent", 50)),
         allow_mass_delete=_bool("allowMassDelete", values.get("allowMassDelete", False)),
+        image_policies=_mapping("imagePolicies", values.get("imagePolicies", {})),
+        image_policy_file=text("imagePolicyFile", ".gitops/images.yaml") or ".gitops/images.yaml",
+        image_interval=_number("imageInterval", values.get("imageInterval", 120)) or None,
+        image_mode=_choice("imageMode", values.get("imageMode", "commit"), ("commit", "readonly", "off")),
+        image_push_branch=text("imagePushBranch", None),
+        image_author=_author(values.get("imageAuthor", "gitops <gitops@localhost>")),
+        image_commit_message=text("imageCommitMessage", None),
+        insecure_registries=_list("insecureRegistries", values.get("insecureRegistries", [])),
     )
+
+
+def _mapping(key: str, value: Any) -> Mapping[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as e:
+            raise SettingsError(f"{NAMESPACE}:{key} is not a valid mapping: {e}") from e
+    if not isinstance(value, dict):
+        raise SettingsError(f"{NAMESPACE}:{key} must be a mapping")
+    return value
+
+
+def _author(value: Any) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"[^<>]+ <[^<>@\s]+@[^<>\s]*>", text):
+        raise SettingsError(f"{NAMESPACE}:imageAuthor must look like `Name <email>`, not {value!r}")
+    return text
+
+
+def split_author(author: str) -> tuple[str, str]:
+    name, _, email = author.rpartition(" <")
+    return name.strip(), email.rstrip(">")
 
 
 def stack_file(project_dir: Path, stack: str) -> Path:

@@ -10,14 +10,19 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .. import engine
 from ..desired import read_desired_state
 from ..errors import EngineError, GuardError, LockError, ManifestError, SettingsError, SourceError
-from ..settings import StackSettings, read_stack_settings, stack_file
+from ..images import automation as images
+from ..images.message import commit_message
+from ..images.scan import ImageScanner, describe
+from ..images.writeback import Author, WriteBack, write_back
+from ..program import IMAGE_TAGS_ENV
+from ..settings import StackSettings, read_stack_settings, split_author, stack_file
 from ..source.git import GitSource
 from . import decide as d
 from .guard import check_deletions
@@ -52,6 +57,11 @@ class Watcher:
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._webhook = threading.Event()
+        self._registry_hook = threading.Event()
+        self._scanner: ImageScanner | None = None
+        self._next_scan = 0.0
+        self._image_tags: dict[str, str] = {}
+        """Read-only image mode: policy -> the tag deployed in place of git's."""
         self._status: dict[str, Any] = {"stack": options.stack, "pid": os.getpid(), "started_at": utc(),
                                         "state": "starting", "applied_commit": None, "last_result": None,
                                         "pending": None, "failures": 0}
@@ -73,6 +83,11 @@ class Watcher:
     def trigger(self) -> None:
         """From an HTTP thread: a cycle now, cutting any backoff short."""
         self._webhook.set()
+        self._wake.set()
+
+    def trigger_images(self) -> None:
+        """From an HTTP thread (registry webhook): an image scan now, then the cycle it leads to."""
+        self._registry_hook.set()
         self._wake.set()
 
     def status(self) -> dict[str, Any]:
@@ -137,7 +152,8 @@ class Watcher:
             self.state = d.webhook(self.state)
         try:
             settings = read_stack_settings(self.options.project_dir, self.options.stack)
-            fingerprint = hashlib.sha256(stack_file(self.options.project_dir, self.options.stack).read_bytes()).hexdigest()
+            stack_bytes = stack_file(self.options.project_dir, self.options.stack).read_bytes()
+            fingerprint = hashlib.sha256(stack_bytes).hexdigest()
         except (SettingsError, OSError) as e:
             return self._failure(d.Observation(now=now, fingerprint="", source_error=str(e)), "settings", e)
         policy = d.Policy(interval=self.options.interval, drift_interval=settings.drift_interval)
@@ -149,6 +165,12 @@ class Watcher:
             self.metrics.count("ref_checks", "error")
             obs = d.Observation(now=now, fingerprint=fingerprint, source_error=str(e))
             return self._failure(obs, "source", e, policy)
+        if settings.image_mode != "off":
+            head = self._scan_images(source, settings, obs.head, now)  # type: ignore[arg-type]
+            if self._image_tags and settings.image_mode == "readonly":
+                # Tags deployed in place of git's are part of what is applied: a new choice is a change.
+                fingerprint = hashlib.sha256(stack_bytes + images.encode_choices(self._image_tags).encode()).hexdigest()
+            obs = replace(obs, head=head, fingerprint=fingerprint)
         decision = d.decide(self.state, obs, policy)
         # Pending work: a commit (or settings) not applied yet, whether it runs now or after a backoff.
         outstanding = obs.head != self.state.applied_commit or fingerprint != self.state.applied_fingerprint
@@ -203,7 +225,9 @@ class Watcher:
 
     def _apply(self, source: GitSource, settings: StackSettings, commit: str, reason: str) -> bool:
         # Render and validate first: a broken commit never reaches the engine.
-        desired = read_desired_state(source, commit, settings)
+        tags = self._image_tags if settings.image_mode == "readonly" else {}
+        desired = read_desired_state(source, commit, settings,
+                                     rewrite=(lambda files: images.apply_choices(files, tags)) if tags else None)
         stack = self._engine_stack()
         if self._subjects is None:
             outputs = stack.outputs()
@@ -226,7 +250,8 @@ class Watcher:
 
         with (record / "events.jsonl").open("w") as events:
             try:
-                result = engine.up(stack, commit, on_output=None, on_event=on_event)
+                result = engine.up(stack, commit, on_output=None, on_event=on_event,
+                                   program_env={IMAGE_TAGS_ENV: images.encode_choices(tags)} if tags else None)
             except EngineError as e:
                 # The CLI's own text ends with a summary; the typed error events say what failed.
                 error = EngineError(f"{e}\n" + "\n".join(errors)) if errors else e
@@ -296,6 +321,76 @@ class Watcher:
             return False
         source = self._git(settings)
         return self._apply(source, settings, commit, f"drift correction of {len(drifted)} object(s)")
+
+    def _scan_images(self, source: GitSource, settings: StackSettings, head: str, now: float) -> str:
+        """Every `imageInterval` (or on a registry webhook): list the tags of the marked images.
+        In commit mode, new tags are committed and pushed, and the new head is returned so this
+        cycle deploys it; in read-only mode they are kept for `up`. Any failure is logged and
+        leaves things as they were: the git side of the cycle goes on."""
+        hooked = self._registry_hook.is_set()
+        if not hooked and (not settings.image_interval or now < self._next_scan):
+            return head
+        self._registry_hook.clear()
+        self._next_scan = now + (settings.image_interval or float("inf"))
+        if self._scanner is None:
+            self._scanner = ImageScanner(self.env, settings.insecure_registries, clock=self.clock)
+        before = dict(self._scanner.requests_made)
+        try:
+            result = self._scanner.scan(source.read(head, settings.path), head, settings,
+                                        f"{stack_file(self.options.project_dir, self.options.stack).name}: gitops:imagePolicies")
+        except (ManifestError, SettingsError, SourceError) as e:
+            self.metrics.count("image_scans", "error")
+            self.log("images.failed", str(e), level="error", commit=head)
+            return head
+        finally:
+            for host, total in self._scanner.requests_made.items():
+                if total - before.get(host, 0):
+                    self.metrics.count("registry_requests", host, total - before.get(host, 0))
+        self.metrics.count("image_scans", "error" if result.errors else "ok")
+        for image, error in result.errors.items():
+            self.log("images.registry_error", error, level="warning", image=image)
+        for check in result.checks:
+            if check.problem and check.image not in result.errors:
+                self.log("images.problem", check.problem, level="warning", location=check.marker.location)
+        moving = result.moving
+        if settings.image_mode == "readonly":
+            # Keep earlier choices of images that could not be listed now, so a registry outage
+            # does not roll the cluster back to git's tags.
+            unlisted = {c.marker.policy_ref for c in result.checks if c.image in result.errors}
+            tags = {**{k: v for k, v in self._image_tags.items() if k in unlisted}, **result.choices}
+            if tags != self._image_tags:
+                self.metrics.count("image_updates", "readonly", len(moving))
+                self.log("images.accepted", f"{len(moving)} image field(s) to deploy without a commit",
+                         updates=[describe(c) for c in moving])
+            self._image_tags = tags
+            return head
+        if not moving:
+            return head
+        return self._write_back(settings, result, head)
+
+    def _write_back(self, settings: StackSettings, result, head: str) -> str:
+        chosen = result.choices
+        target = WriteBack(repo=settings.resolved_repo(self.options.project_dir), branch=settings.ref,
+                           push_branch=settings.image_push_branch, author=Author(*split_author(settings.image_author)))
+        message = commit_message(images.updates(result.moving), settings.image_commit_message)
+        try:
+            written = write_back(target, sorted({c.marker.path for c in result.moving}),
+                                 lambda path, data: images.rewrite_file(path, data, chosen), message)
+        except (SourceError, SettingsError, ManifestError) as e:
+            self.metrics.count("image_scans", "error")
+            self.log("images.write_failed", str(e), level="error", commit=head)
+            return head
+        if written.commit is None:
+            return head
+        self.metrics.count("image_updates", "commit", len(result.moving))
+        self.log("images.committed", message.splitlines()[0], commit=written.commit, branch=written.branch,
+                 attempts=written.attempts, files=list(written.files))
+        if settings.image_push_branch:
+            return head  # for review: deployed when it is merged into the stack's ref
+        try:
+            return self._git(settings).resolve(settings.ref)
+        except SourceError:
+            return head
 
     def _initial_state(self) -> d.WatchState:
         """Start from what the stack last applied (its `commit` output), so a restarted watcher does

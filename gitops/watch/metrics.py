@@ -15,6 +15,9 @@ class Metrics:
     errors: Counter = field(default_factory=Counter)  # by kind: source, manifest, guard, engine, settings
     webhooks: Counter = field(default_factory=Counter)  # by result: accepted, rejected
     ref_checks: Counter = field(default_factory=Counter)  # by result: ok, error (one ls-remote each for a remote)
+    image_scans: Counter = field(default_factory=Counter)  # by result: ok, error
+    image_updates: Counter = field(default_factory=Counter)  # by mode: commit, readonly
+    registry_requests: Counter = field(default_factory=Counter)  # by registry host (tokens included)
     up_runs: int = 0
     up_seconds_sum: float = 0.0
     up_seconds_last: float = 0.0
@@ -78,4 +81,10 @@ def render_metrics(m: Metrics) -> str:
            [(_labels("result", k), v) for k, v in sorted(m.webhooks.items())])
     family("gitops_watch_ref_checks_total", "counter", "Resolutions of the ref (one ls-remote each for a remote repo).",
            [(_labels("result", k), v) for k, v in sorted(m.ref_checks.items())])
+    family("gitops_watch_image_scans_total", "counter", "Image scans by result.",
+           [(_labels("result", k), v) for k, v in sorted(m.image_scans.items())])
+    family("gitops_watch_image_updates_total", "counter", "Image fields moved to a new tag, by mode.",
+           [(_labels("mode", k), v) for k, v in sorted(m.image_updates.items())])
+    family("gitops_watch_registry_requests_total", "counter", "Registry API requests by host.",
+           [(_labels("host", k), v) for k, v in sorted(m.registry_requests.items())])
     return "\n".join(lines) + "\n"

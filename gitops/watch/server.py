@@ -1,4 +1,5 @@
-"""The watcher's HTTP endpoints, on loopback only: health, status, metrics, and the git webhook.
+"""The watcher's HTTP endpoints, on loopback only: health, status, metrics, and the git and
+registry webhooks (both HMAC-signed like GitHub's).
 
 Runs in its own threads; talks to the loop only through callables (status, metrics, trigger),
 so a slow scrape never delays a cycle and a webhook only wakes the loop, never runs `up` itself.
@@ -46,6 +47,8 @@ class Endpoints:
     trigger: Callable[[], None]
     on_webhook: Callable[[bool], None]
     secret: bytes | None
+    trigger_images: Callable[[], None] | None = None
+    """POST /hooks/registry: scan the registries now (a new image was pushed)."""
 
 
 def serve(listen: tuple[str, int], endpoints: Endpoints) -> ThreadingHTTPServer:
@@ -78,7 +81,9 @@ def serve(listen: tuple[str, int], endpoints: Endpoints) -> ThreadingHTTPServer:
                 self._json(404, {"error": "not found"})
 
         def do_POST(self) -> None:  # noqa: N802
-            if self.path != "/hooks/git":
+            hooks = {"/hooks/git": endpoints.trigger, "/hooks/registry": endpoints.trigger_images}
+            action = hooks.get(self.path)
+            if action is None:
                 self._json(404, {"error": "not found"})
                 return
             length = int(self.headers.get("Content-Length") or 0)
@@ -95,7 +100,7 @@ def serve(listen: tuple[str, int], endpoints: Endpoints) -> ThreadingHTTPServer:
                 self._json(401, {"error": f"missing or wrong {SIGNATURE_HEADER}"})
                 return
             endpoints.on_webhook(True)
-            endpoints.trigger()
+            action()
             self._json(202, {"accepted": True})
 
     server = ThreadingHTTPServer(listen, Handler)
