@@ -86,13 +86,13 @@ def _dependencies_first(specs: Sequence[ResourceSpec]) -> list[ResourceSpec]:
     return [s for s in specs if s.name in needed] + [s for s in specs if s.name not in needed]
 
 
-def image_rewrite(encoded: str | None):
+def image_rewrite(encoded: str | None, path: str):
     if not encoded:
         return None
     from .images.automation import apply_choices, decode_choices
 
     chosen = decode_choices(encoded)
-    return lambda files: apply_choices(files, chosen)
+    return lambda files: apply_choices(files, chosen, path)
 
 
 def run(project_dir: str | None = None) -> None:
@@ -101,7 +101,7 @@ def run(project_dir: str | None = None) -> None:
         settings = stack_settings()
         source = GitSource(os.environ.get(REPO_ENV) or settings.resolved_repo(Path(project_dir or os.getcwd())))
         commit = os.environ.get(COMMIT_ENV) or source.resolve(settings.ref)
-        state = read_desired_state(source, commit, settings, rewrite=image_rewrite(os.environ.get(IMAGE_TAGS_ENV)))
+        state = read_desired_state(source, commit, settings, rewrite=image_rewrite(os.environ.get(IMAGE_TAGS_ENV), settings.path))
     except GitOpsError as e:
         # A clean message instead of a traceback; nothing has been registered yet.
         raise pulumi.RunError(str(e)) from e

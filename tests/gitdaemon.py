@@ -20,8 +20,8 @@ class GitDaemon:
     """`stop()` and `start()` simulate an outage; the port stays the same across restarts.
     With `push=True` the daemon also accepts pushes (receive-pack), with no authentication."""
 
-    def __init__(self, base: Path, push: bool = False):
-        self.base, self.push, self.port = base, push, free_port()
+    def __init__(self, base: Path, push: bool = False, env: dict[str, str] | None = None):
+        self.base, self.push, self.port, self.env = base, push, free_port(), env
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, name: str) -> str:
@@ -32,7 +32,8 @@ class GitDaemon:
                 "--listen=127.0.0.1", f"--port={self.port}"]
         if self.push:
             args.append("--enable=receive-pack")
-        self.process = subprocess.Popen([*args, str(self.base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen([*args, str(self.base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        env={**os.environ, **self.env} if self.env else None)
         deadline = time.monotonic() + timeout
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:

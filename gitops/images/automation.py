@@ -42,8 +42,10 @@ class ImageCheck:
 
     @property
     def moves(self) -> bool:
-        """The field would be rewritten: an unlocked marker whose policy picks another tag."""
-        return not self.marker.locked and self.chosen is not None and self.chosen != self.current
+        """The field would be rewritten: an unlocked marker whose policy picks another tag.
+        A `name` field holds no tag, so a tag choice never rewrites it (see `rewrite.updates_for`)."""
+        return (not self.marker.locked and self.marker.field != "name"
+                and self.chosen is not None and self.chosen != self.current)
 
 
 def marked_files(files: Sequence[SourceFile], path: str) -> list[SourceFile]:
@@ -177,19 +179,19 @@ def rewrite_file(path: str, data: bytes, chosen: Mapping[str, str]) -> bytes | N
     return apply_edits(text, edits).encode("utf-8")
 
 
-def apply_choices(files: Sequence[SourceFile], chosen: Mapping[str, str]) -> list[SourceFile]:
-    """The files with every marked field at its chosen tag (read-only mode: nothing is written)."""
+def apply_choices(files: Sequence[SourceFile], chosen: Mapping[str, str], path: str) -> list[SourceFile]:
+    """The files with every marked field at its chosen tag (read-only mode: nothing is written).
+
+    Only the files the scanner reads (`marked_files` under the stack's `path`) are touched, so an
+    ignored or hidden file (a Helm template is not even YAML) can never fail the deploy."""
     if not chosen:
         return list(files)
+    candidates = {f.path for f in marked_files(files, path)}
     result = []
     for file in files:
-        new = rewrite_file(file.path, file.data, chosen) if _may_carry_markers(file) else None
+        new = rewrite_file(file.path, file.data, chosen) if file.path in candidates else None
         result.append(SourceFile(file.path, new) if new is not None else file)
     return result
-
-
-def _may_carry_markers(file: SourceFile) -> bool:
-    return file.path.endswith((".yaml", ".yml", ".json"))
 
 
 def encode_choices(chosen: Mapping[str, str]) -> str:

@@ -133,6 +133,8 @@ def _new_value(marker: Marker, choice: str) -> str | None:
         return image.name if moved and image is not None else None
     if moved and image is not None:
         return str(image)
+    if current.tag == tag:
+        return None  # already there; a pinned digest stays pinned
     return str(current.with_tag(tag))
 
 

@@ -59,7 +59,8 @@ class Watcher:
         self._webhook = threading.Event()
         self._registry_hook = threading.Event()
         self._scanner: ImageScanner | None = None
-        self._next_scan = 0.0
+        self._next_scan: float | None = 0.0
+        """When the next image scan is due (monotonic); None: scanning is off."""
         self._image_tags: dict[str, str] = {}
         """Read-only image mode: policy -> the tag deployed in place of git's."""
         self._status: dict[str, Any] = {"stack": options.stack, "pid": os.getpid(), "started_at": utc(),
@@ -135,6 +136,8 @@ class Watcher:
                 outcome, wait = self.cycle()
                 if once:
                     return {"changed": EXIT_CHANGED, "error": EXIT_ERROR}.get(outcome, EXIT_UNCHANGED)
+                if self._next_scan is not None:  # image scans have their own interval
+                    wait = min(wait, max(0.0, self._next_scan - self.clock()))
                 self._set_status(state="idle", next_cycle_at=utc(time.time() + wait))
                 if self._wake.wait(wait):
                     self._wake.clear()
@@ -165,7 +168,9 @@ class Watcher:
             self.metrics.count("ref_checks", "error")
             obs = d.Observation(now=now, fingerprint=fingerprint, source_error=str(e))
             return self._failure(obs, "source", e, policy)
-        if settings.image_mode != "off":
+        if settings.image_mode == "off":
+            self._next_scan = None
+        else:
             head = self._scan_images(source, settings, obs.head, now)  # type: ignore[arg-type]
             if self._image_tags and settings.image_mode == "readonly":
                 # Tags deployed in place of git's are part of what is applied: a new choice is a change.
@@ -227,7 +232,7 @@ class Watcher:
         # Render and validate first: a broken commit never reaches the engine.
         tags = self._image_tags if settings.image_mode == "readonly" else {}
         desired = read_desired_state(source, commit, settings,
-                                     rewrite=(lambda files: images.apply_choices(files, tags)) if tags else None)
+                                     rewrite=(lambda files: images.apply_choices(files, tags, settings.path)) if tags else None)
         stack = self._engine_stack()
         if self._subjects is None:
             outputs = stack.outputs()
@@ -328,10 +333,14 @@ class Watcher:
         cycle deploys it; in read-only mode they are kept for `up`. Any failure is logged and
         leaves things as they were: the git side of the cycle goes on."""
         hooked = self._registry_hook.is_set()
-        if not hooked and (not settings.image_interval or now < self._next_scan):
+        if not settings.image_interval:
+            self._next_scan = None
+        elif self._next_scan is None:  # scanning was just turned on
+            self._next_scan = now
+        if not hooked and (self._next_scan is None or now < self._next_scan):
             return head
         self._registry_hook.clear()
-        self._next_scan = now + (settings.image_interval or float("inf"))
+        self._next_scan = now + settings.image_interval if settings.image_interval else None
         if self._scanner is None:
             self._scanner = ImageScanner(self.env, settings.insecure_registries, clock=self.clock)
         before = dict(self._scanner.requests_made)

@@ -219,3 +219,114 @@ def test_images_command_lists_policy_choices_with_token_auth(images, registry, t
     finally:
         secured.stop()
         tokens.stop()
+
+
+def test_registry_webhook_scans_at_once(images):
+    import os
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    from gitdaemon import free_port
+    from gitops.watch.server import sign
+
+    images.push_tags("1.0.0")
+    images.publish({"web.yaml": deployment("web", f"{images.repository}:1.0.0", policy="web")})
+    images.settings(imagePolicies={"web": {"image": images.repository, "semver": "^1"}}, imageInterval=3600)
+    port, secret = free_port(), b"registry-hook-secret"
+    log = (images.project.root / "watch.log").open("w")
+    watcher = subprocess.Popen([sys.executable, "-m", "gitops", "--project-dir", str(images.project.root), "watch",
+                                "--stack", images.project.stack, "--interval", "3600", "--listen", f"127.0.0.1:{port}"],
+                               env={**images.project.env, "GITOPS_WEBHOOK_SECRET": secret.decode()},
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def hook(body: bytes, signature: str | None) -> int:
+        headers = {"X-Hub-Signature-256": signature} if signature else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/hooks/registry", data=body, method="POST",
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def wait_image(tag: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if images.deployed_image("web") == f"{images.repository}:{tag}":
+                    return True
+            except subprocess.CalledProcessError:
+                pass
+            time.sleep(0.3)
+        return False
+
+    try:
+        assert wait_image("1.0.0", 180)
+        images.push_tags("1.4.0")
+        body = b'{"events": [{"action": "push"}]}'
+        assert hook(body, None) == 401 and hook(body, sign(b"wrong", body)) == 401
+        assert not wait_image("1.4.0", 5)  # no scan for an hour without a valid hook
+        started = time.monotonic()
+        assert hook(body, sign(secret, body)) == 202
+        assert wait_image("1.4.0", 60), (images.project.root / "watch.log").read_text()
+        assert time.monotonic() - started < 30
+        assert images.remote_git("show", "main:web.yaml").count(":1.4.0") == 1
+    finally:
+        os.kill(watcher.pid, signal.SIGTERM)
+        watcher.wait(120)
+        log.close()
+
+
+@pytest.fixture
+def racy_remote(tmp_path):
+    """A git daemon whose next fetch, once armed, moves `main` to a prepared commit while the
+    fetch is being served: the fetcher's view is stale before it can push. Git runs the
+    `uploadpack.packObjectsHook` only from global config, hence the daemon's own global file."""
+    served = tmp_path / "served"
+    served.mkdir()
+    hook = tmp_path / "pack-objects-hook"
+    arm = tmp_path / "armed"
+    hook.write_text(f"""#!/bin/sh
+if [ -f {arm} ]; then
+  read -r from to < {arm}
+  rm -f {arm}
+  git --git-dir={served / 'config.git'} update-ref refs/heads/main "$to" "$from"
+fi
+exec "$@"
+""")
+    hook.chmod(0o755)
+    config = tmp_path / "daemon-gitconfig"
+    config.write_text(f"[uploadpack]\n\tpackObjectsHook = {hook}\n")
+    daemon = GitDaemon(served, push=True, env={"GIT_CONFIG_GLOBAL": str(config)})
+    daemon.start()
+    daemon.arm = arm  # type: ignore[attr-defined]
+    yield daemon
+    daemon.stop()
+
+
+def test_push_race_ends_with_both_commits_and_the_cluster_at_the_result(project, registry, racy_remote):
+    images = Images(project, registry, racy_remote)
+    images.push_tags("1.0.0")
+    config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: s}}\ndata: {{k: {value}}}\n"
+    base = images.publish({"web.yaml": deployment("web", f"{images.repository}:1.0.0", policy="web"),
+                           "settings.yaml": config_map.format(value="one")})
+    images.settings(imagePolicies={"web": {"image": images.repository, "semver": "^1"}})
+    assert images.watch_once().returncode == 2
+    # Their commit, prepared on a side branch; the armed hook makes it main's head in the middle
+    # of the write-back's fetch, after the write-back has seen `base` as the head.
+    theirs = images.project.repo.write({"settings.yaml": config_map.format(value="two")}, "their change")
+    images.project.repo.git("push", "-q", "origin", "HEAD:refs/heads/theirs")
+    racy_remote.arm.write_text(f"{base} {theirs}\n")
+    images.push_tags("1.1.0")
+
+    result = images.watch_once()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert not racy_remote.arm.exists(), "the race was not triggered"
+    committed = [e for e in images.events(result) if e["event"] == "images.committed"]
+    assert committed and committed[0]["attempts"] == 2, result.stderr
+    assert images.remote_git("rev-parse", "main~1") == theirs  # ours on top of theirs, no force
+    assert images.remote_git("show", "main:web.yaml").count(":1.1.0") == 1
+    assert images.deployed_image("web") == f"{images.repository}:1.1.0"
+    assert images.project.kubectl_json("get", "configmap", "s", "-n", project.namespace)["data"] == {"k": "two"}

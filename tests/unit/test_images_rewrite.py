@@ -147,3 +147,11 @@ def test_marker_from_another_run_checks_its_source():
     stale = Marker("f.yaml", 1, 7, "nginx:1.0", "image", "nginx:1.0", "p")
     with pytest.raises(ManifestError, match="the file changed since it was read"):
         apply_edits("image: nginx:1.5\n", updates_for([stale], {"p": "2.0"}))
+
+
+def test_a_field_already_at_the_chosen_tag_keeps_its_digest():
+    text = ('a: reg.example/app:1.2.0@sha256:' + "0" * 64 + ' # {"$imagepolicy": "app"}\n'
+            'b: reg.example/app:1.1.0 # {"$imagepolicy": "app"}\n')
+    edits = updates_for(find_markers("f.yaml", text), {"app": "1.2.0"})
+    assert [e.line for e in edits] == [2]
+    assert apply_edits(text, edits).splitlines()[0] == text.splitlines()[0]

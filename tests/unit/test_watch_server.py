@@ -87,3 +87,40 @@ def test_endpoints():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_registry_hook_scans_images_and_is_signed_like_the_git_hook():
+    triggered, images, webhooks = [], [], []
+    server = serve(("127.0.0.1", 0), Endpoints(status=dict, metrics=str, trigger=lambda: triggered.append(1),
+                                                on_webhook=webhooks.append, secret=SECRET,
+                                                trigger_images=lambda: images.append(1)))
+    try:
+        port = server.server_address[1]
+        push = b'{"events": [{"action": "push", "target": {"repository": "demo/web", "tag": "1.2.0"}}]}'
+        assert _request(port, "/hooks/registry", push)[0] == 401
+        assert _request(port, "/hooks/registry", push, {"X-Hub-Signature-256": sign(b"wrong", push)})[0] == 401
+        assert _request(port, "/hooks/registry", push, {"X-Hub-Signature-256": sign(SECRET, BODY)})[0] == 401
+        assert images == []
+        status, body = _request(port, "/hooks/registry", push, {"X-Hub-Signature-256": sign(SECRET, push)})
+        assert (status, json.loads(body)) == (202, {"accepted": True})
+        assert images == [1] and triggered == []
+        assert webhooks == [False, False, False, True]
+        assert _request(port, "/hooks/git", BODY, {"X-Hub-Signature-256": sign(SECRET, BODY)})[0] == 202
+        assert images == [1] and triggered == [1]
+        assert _request(port, "/hooks/nope", push, {"X-Hub-Signature-256": sign(SECRET, push)})[0] == 404
+        assert _request(port, "/hooks/registry")[0] == 404  # GET: only POST is a hook
+        assert images == [1] and triggered == [1] and webhooks == [False, False, False, True, True]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_registry_hook_is_unknown_when_image_scanning_is_not_wired():
+    server = serve(("127.0.0.1", 0), Endpoints(status=dict, metrics=str, trigger=lambda: None,
+                                                on_webhook=lambda ok: None, secret=SECRET))
+    try:
+        port = server.server_address[1]
+        assert _request(port, "/hooks/registry", BODY, {"X-Hub-Signature-256": sign(SECRET, BODY)})[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
