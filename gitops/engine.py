@@ -4,6 +4,8 @@ Runs the same `Pulumi.yaml` program a person runs with `pulumi up`, so both give
 """
 from __future__ import annotations
 
+import dataclasses
+import enum
 import os
 import shutil
 import tempfile
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pulumi import automation as auto
@@ -162,6 +165,21 @@ def _sandbox(project_dir: Path, stack_name: str, env: Mapping[str, str]) -> Iter
             deployment = select_stack(project_dir, stack_name, env).export_stack()
             select_stack(project_dir, stack_name, sandbox_env).import_stack(deployment)
         yield sandbox_env
+
+
+def event_json(value: Any) -> Any:
+    """Pulumi's typed engine events as plain JSON (they are plain classes, not dataclasses)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: event_json(v) for k, v in vars(value).items() if v is not None}
+    if isinstance(value, dict):
+        return {str(k): event_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [event_json(v) for v in value]
+    if hasattr(value, "__dict__"):
+        return {k: event_json(v) for k, v in vars(value).items() if v is not None and not k.startswith("_")}
+    return value
 
 
 def _last_lines(error: Exception, count: int = 12) -> str:

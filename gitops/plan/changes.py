@@ -1,5 +1,5 @@
 """Engine preview events -> the plan's changes. Pure: reads the JSON shape of Pulumi's typed
-engine events (`watch.record.event_json`), so recorded runs and live runs go through one path.
+engine events (`engine.event_json`), so recorded runs and live runs go through one path.
 
 Only `resource_pre_event`s matter: each names the step (create, update, replace, delete), the
 resource's old and new inputs and outputs, the provider's detailed diff (field paths) and, for a

@@ -11,7 +11,6 @@ from ..desired import read_desired_state
 from ..errors import EngineError, ManifestError, SourceError
 from ..settings import StackSettings
 from ..source.git import GitSource
-from ..watch.record import event_json
 from .changes import changes_from_events
 from .model import Plan
 
@@ -40,5 +39,5 @@ def preview_plan(project_dir: Path, stack: str, settings: StackSettings, ref: st
                                 repo=repo_path if repo else None)
     except EngineError as e:
         return Plan(stack=stack, ref=ref, commit=commit, error=str(e))
-    changes, unchanged = changes_from_events(event_json(e) for e in result.events)
+    changes, unchanged = changes_from_events(engine.event_json(e) for e in result.events)
     return Plan(stack=stack, ref=ref, commit=commit, changes=changes, unchanged=unchanged)

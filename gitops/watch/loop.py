@@ -28,7 +28,7 @@ from . import decide as d
 from .guard import check_deletions
 from .lock import StackLock, clear_dead_pulumi_locks
 from .metrics import Metrics
-from .record import Log, event_json, utc, write_json, watch_dir
+from .record import Log, utc, write_json, watch_dir
 
 # Exit codes of `watch --once`.
 EXIT_UNCHANGED, EXIT_ERROR, EXIT_CHANGED = 0, 1, 2
@@ -248,7 +248,7 @@ class Watcher:
         errors: list[str] = []
 
         def on_event(event: Any) -> None:
-            events.write(json.dumps(event_json(event), default=str) + "\n")
+            events.write(json.dumps(engine.event_json(event), default=str) + "\n")
             diagnostic = event.diagnostic_event
             if diagnostic is not None and diagnostic.severity == "error" and len(errors) < 5:
                 errors.append(diagnostic.message.strip())
@@ -293,7 +293,7 @@ class Watcher:
         report = settings.drift_mode == "report"
 
         def on_event(event: Any) -> None:
-            events.write(json.dumps(event_json(event), default=str) + "\n")
+            events.write(json.dumps(engine.event_json(event), default=str) + "\n")
             if event.summary_event is not None:
                 summary_changes.update(event.summary_event.resource_changes or {})
             outputs = event.res_outputs_event

@@ -1,8 +1,6 @@
 """What the watcher leaves for people: log lines, the status file, and a record folder per run."""
 from __future__ import annotations
 
-import dataclasses
-import enum
 import hashlib
 import json
 import os
@@ -46,21 +44,6 @@ def watch_dir(env: dict[str, str], project: str, stack: str) -> Path:
     else:
         base = state_root() / "watch" / hashlib.sha256(backend.encode()).hexdigest()[:16]
     return base / project / stack
-
-
-def event_json(value: Any) -> Any:
-    """Pulumi's typed engine events as plain JSON (they are plain classes, not dataclasses)."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: event_json(v) for k, v in vars(value).items() if v is not None}
-    if isinstance(value, dict):
-        return {str(k): event_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [event_json(v) for v in value]
-    if hasattr(value, "__dict__"):
-        return {k: event_json(v) for k, v in vars(value).items() if v is not None and not k.startswith("_")}
-    return value
 
 
 def write_json(path: Path, value: object) -> None:

@@ -2,7 +2,8 @@ import io
 import json
 from enum import Enum
 
-from gitops.watch.record import Log, event_json, watch_dir
+from gitops.engine import event_json
+from gitops.watch.record import Log, watch_dir
 
 
 def test_json_log_is_one_object_per_line():
