@@ -85,7 +85,7 @@ def main() -> None:
             rendered = work / f"{branch}.yaml"
             rendered.write_text(to_yaml(state, show_secrets=True))
             started = time.perf_counter()
-            diff = subprocess.run([*kubectl, "diff", "--server-side", "-f", str(rendered)], env=env,
+            diff = subprocess.run([*kubectl, "diff", "--server-side", "--force-conflicts", "-f", str(rendered)], env=env,
                                   capture_output=True, text=True)
             theirs = time.perf_counter() - started
             assert diff.returncode == 1, diff.stderr  # 1: differences found

@@ -27,7 +27,8 @@ REPO_ENV = "GITOPS_REPO"
 # Set by the watcher in read-only image mode: policy -> tag, applied to the marked fields as the
 # files are read, so the accepted tags are deployed without a commit.
 IMAGE_TAGS_ENV = "GITOPS_IMAGE_TAGS"
-_SETTING_KEYS = ("repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds")
+_SETTING_KEYS = ("repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds",
+                 "kubeQps", "kubeBurst")
 
 
 class KubernetesObject(pulumi.CustomResource):
@@ -64,7 +65,9 @@ def register(state: DesiredState, settings: StackSettings) -> list[KubernetesObj
     # `immutable: true` are still replaced, as Kubernetes requires.
     provider = k8s.Provider("cluster", kubeconfig=settings.resolved_kubeconfig(), context=settings.context,
                             enable_server_side_apply=True, enable_config_map_mutable=True,
-                            enable_secret_mutable=True)
+                            enable_secret_mutable=True,
+                            kube_client_settings=k8s.KubeClientSettingsArgs(qps=settings.kube_qps,
+                                                                            burst=settings.kube_burst))
     specs = resource_specs(state, skip_await=settings.skip_await, builtin_versions=builtin_versions())
     by_name: dict[str, KubernetesObject] = {}
     # Specs come in file order, but a dependency may be declared in a later file.
