@@ -34,9 +34,20 @@ def preview_plan(project_dir: Path, stack: str, settings: StackSettings, ref: st
     except SourceError as e:
         return Plan(stack=stack, ref=ref, commit=commit, error=str(e))
     progress(f"desired state: {len(state.manifests)} objects at {commit[:12]}; previewing against stack {stack}")
+    seen = [0]
+    total = len(state.manifests)
+
+    def on_event(event) -> None:
+        # A person at a terminal sees the engine move; a 1,000-object preview takes half a minute.
+        step = event.resource_pre_event
+        if step is not None and str(getattr(step.metadata.op, "value", step.metadata.op)) != "refresh":
+            seen[0] += 1
+            if seen[0] % 250 == 0:
+                progress(f"  {min(seen[0], total)} of {total} objects previewed")
+
     try:
         result = engine.preview(project_dir, stack, commit, env=env, refresh=refresh,
-                                repo=repo_path if repo else None)
+                                repo=repo_path if repo else None, on_event=on_event)
     except EngineError as e:
         return Plan(stack=stack, ref=ref, commit=commit, error=str(e))
     changes, unchanged = changes_from_events(engine.event_json(e) for e in result.events)
