@@ -13,10 +13,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import warnings
@@ -31,6 +29,7 @@ import yaml
 
 from ..errors import ClusterError
 from . import pki as pki_mod
+from .ports import free_ports
 
 # Start order; stopping goes in reverse so nothing loses its API server or
 # etcd while it is still shutting down.
@@ -139,8 +138,10 @@ def cluster_up(
     # etcd refuses a data dir that others can read.
     paths.etcd_data.chmod(0o700)
     keys = pki_mod.generate(paths.pki)
-    ports = dict(zip(("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager",
-                      "kube-scheduler", "kwok"), _free_ports(6)))
+    names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+    ports = dict(zip(names, free_ports(len(names))))
+    if len(ports) < len(names):
+        raise ClusterError("no free ports on 127.0.0.1")
     server = f"https://127.0.0.1:{ports['kube-apiserver']}"
     _write_kubeconfig(paths.kubeconfig, server, keys)
     paths.kwok_config.write_bytes(
@@ -511,28 +512,6 @@ def _check_binaries(binaries: Mapping[str, Path]) -> dict[str, Path]:
     if missing:
         raise ClusterError("missing or not executable: " + ", ".join(missing))
     return found
-
-
-def _free_ports(count: int) -> list[int]:
-    # Picked below the kernel's ephemeral range, so the outgoing connections
-    # of components already running cannot grab a port before its owner binds.
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    candidates = list(range(20000, max(low, 20001)))
-    random.shuffle(candidates)
-    ports: list[int] = []
-    for port in candidates:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise ClusterError("no free ports on 127.0.0.1")
 
 
 # ------------------------------------------------------------------ API calls

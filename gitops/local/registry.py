@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +27,7 @@ import yaml
 
 from .. import paths
 from ..errors import ToolError
+from .ports import free_ports
 
 REGISTRY_VERSION = "2.8.2"
 DEB_URL = ("http://deb.debian.org/debian/pool/main/d/docker-registry/"
@@ -166,7 +165,10 @@ class RegistryServer:
             return self
         self.root.mkdir(parents=True, exist_ok=True)
         for _ in range(_BIND_ATTEMPTS):
-            self.port = _free_port()
+            ports = free_ports(1)
+            if not ports:
+                raise ToolError("no free port on 127.0.0.1 for the registry")
+            self.port = ports[0]
             self._write_config()
             if self._spawn_and_wait(timeout):
                 return self
@@ -281,20 +283,3 @@ def _read_from(log: Path, offset: int) -> bytes:
         return b""
 
 
-def _free_port() -> int:
-    # Below the kernel's ephemeral range, like the control plane's ports, so outgoing
-    # connections of running processes cannot take it before the registry binds.
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    candidates = list(range(20000, max(low, 20001)))
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise ToolError("no free port on 127.0.0.1 for the registry")

@@ -84,9 +84,9 @@ def test_a_port_taken_meanwhile_is_retried(binary, anonymous, tmp_path, monkeypa
     import gitops.local.registry as local_registry
 
     push_image(anonymous.url, _repo(), "1.0.0")
-    real_free_port = local_registry._free_port
-    offered = iter([anonymous.port])  # as if another registry bound it after the probe
-    monkeypatch.setattr(local_registry, "_free_port", lambda: next(offered, None) or real_free_port())
+    real_free_ports = local_registry.free_ports
+    offered = iter([[anonymous.port]])  # as if another registry bound it after the probe
+    monkeypatch.setattr(local_registry, "free_ports", lambda count: next(offered, None) or real_free_ports(count))
     with RegistryServer(binary, tmp_path) as second:
         assert second.port != anonymous.port
         # Really the new, empty registry, not the one that holds the port.
