@@ -58,7 +58,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"desired state: {len(state.manifests)} objects from {state.repo} at {state.commit[:12]} ({state.path})")
     ensure_tools(progress=print, names=("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"))
     stack = engine.select_stack(root, args.stack)
-    result = engine.up(stack, state.commit, on_output=None if args.quiet else _print_line)
+    result = engine.up(stack, state.commit, on_output=None if args.quiet else _print_line, refresh=args.refresh)
     changes = ", ".join(f"{op} {n}" for op, n in sorted(result.changes.items())) or "no changes"
     print(f"up: stack {result.stack} at {result.commit[:12]}: {changes} in {result.seconds:.1f} s")
     return 0
@@ -281,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="apply the desired state of a stack")
     up.add_argument("--stack", "-s", required=True)
     up.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    up.add_argument("--refresh", action="store_true",
+                    help="read every object from the cluster first, so objects deleted or edited by hand are put back")
     up.set_defaults(func=cmd_up, repo=None)
 
     preview = commands.add_parser("preview", help="plan what a branch or commit would change; changes nothing")

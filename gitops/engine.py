@@ -69,7 +69,7 @@ def select_stack(project_dir: Path, stack: str, env: Mapping[str, str] | None = 
 
 def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None = print,
        on_event: Callable[[auto.EngineEvent], None] | None = None,
-       program_env: Mapping[str, str] | None = None) -> RunResult:
+       program_env: Mapping[str, str] | None = None, refresh: bool = False) -> RunResult:
     """`pulumi up` at a commit the caller has already rendered and validated. `program_env`
     reaches the program only for this run (read-only image tags)."""
     program_env = dict(program_env or {})
@@ -83,7 +83,7 @@ def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None =
 
     started = time.monotonic()
     try:
-        result = stack.up(on_output=on_output, on_event=record, show_secrets=False, color="never",
+        result = stack.up(on_output=on_output, on_event=record, show_secrets=False, color="never", refresh=refresh or None,
                           suppress_progress=on_output is None)
     except auto.errors.ConcurrentUpdateError as e:
         raise EngineError(f"stack {stack.name} is locked by another update: {_last_lines(e)}") from e

@@ -159,3 +159,17 @@ def test_prune_off_leaves_removed_objects_in_the_cluster(project):
     project.gitops("up", "--stack", project.stack)
     assert project.exists("configmap", "gone", "-n", ns)  # forgotten by Pulumi, not deleted
     assert f"ConfigMap/{ns}/gone" not in project.outputs()["subjects"]
+
+
+def test_refresh_puts_back_an_object_deleted_by_hand(project):
+    import subprocess
+
+    project.repo.write(example_files(project.namespace), "example")
+    project.write_stack()
+    project.gitops("up", "--stack", project.stack, "--quiet")
+    subprocess.run(["kubectl", "--kubeconfig", str(project.kubeconfig), "delete", "configmap", "web-settings",
+                    "-n", project.namespace], env=project.env, check=True, capture_output=True)
+    project.gitops("up", "--stack", project.stack, "--quiet")
+    assert not project.exists("configmap", "web-settings", "-n", project.namespace)  # the state still has it
+    project.gitops("up", "--stack", project.stack, "--quiet", "--refresh")
+    assert project.exists("configmap", "web-settings", "-n", project.namespace)
