@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from gitops.desired import desired_state_from_files, to_yaml  # noqa: E402
+from common import project_copy  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
 from gitops.local.tools import build_times, ensure_tools  # noqa: E402
@@ -64,11 +65,7 @@ def main() -> None:
         (work / "state").mkdir()
 
         # Pulumi: a project copy, a stack, the example in its own namespace.
-        project = work / "project"
-        (project / "stacks").mkdir(parents=True)
-        for name in ("Pulumi.yaml", "__main__.py"):
-            shutil.copy(ROOT / name, project / name)
-        (project / ".venv").symlink_to(Path(sys.prefix))
+        project = project_copy(work)
         repo = ConfigRepo(work / "repo")
         repo.write(example("bench-pulumi"))
         (project / "stacks" / "Pulumi.bench.yaml").write_text(json.dumps({"config": {

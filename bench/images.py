@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from gitdaemon import GitDaemon, free_port  # noqa: E402
+from common import project_copy  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
 from gitops.local.registry import RegistryServer, ensure_registry  # noqa: E402
@@ -57,11 +58,7 @@ def deployment(image: str) -> str:
 class Bench:
     def __init__(self, work: Path, kubeconfig: Path, env: dict[str, str], registry: RegistryServer):
         self.work, self.kubeconfig, self.env, self.registry = work, kubeconfig, env, registry
-        self.project = work / "project"
-        (self.project / "stacks").mkdir(parents=True)
-        for name in ("Pulumi.yaml", "__main__.py"):
-            shutil.copy(ROOT / name, self.project / name)
-        (self.project / ".venv").symlink_to(Path(sys.prefix))
+        self.project = project_copy(work)
         served = work / "served"
         served.mkdir()
         self.daemon = GitDaemon(served, push=True)

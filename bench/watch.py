@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import project_copy  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
 from gitops.local.tools import ensure_tools  # noqa: E402
@@ -55,11 +56,7 @@ def percentile(values: list[float], share: float) -> float:
 class Bench:
     def __init__(self, work: Path, kubeconfig: Path, env: dict[str, str]):
         self.work, self.kubeconfig, self.env = work, kubeconfig, env
-        self.project = work / "project"
-        (self.project / "stacks").mkdir(parents=True)
-        for name in ("Pulumi.yaml", "__main__.py"):
-            shutil.copy(ROOT / name, self.project / name)
-        (self.project / ".venv").symlink_to(Path(sys.prefix))
+        self.project = project_copy(work)
         self.repo = ConfigRepo(work / "repo")
         self.served = work / "served"
         self.served.mkdir()

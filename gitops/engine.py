@@ -74,13 +74,7 @@ def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None =
     reaches the program only for this run (read-only image tags)."""
     program_env = dict(program_env or {})
     stack.workspace.env_vars.update({COMMIT_ENV: commit, **program_env})
-    events: list[auto.EngineEvent] = []
-
-    def record(event: auto.EngineEvent) -> None:
-        events.append(event)
-        if on_event:
-            on_event(event)
-
+    events, record = _recorder(on_event)
     started = time.monotonic()
     try:
         result = stack.up(on_output=on_output, on_event=record, show_secrets=False, color="never", refresh=refresh or None,
@@ -122,13 +116,7 @@ def preview(project_dir: Path, stack_name: str, commit: str, env: Mapping[str, s
     against what the cluster holds, hand edits included, not against the last `up`.
     `repo` reads the commit from another clone of the config repo (a fork's pull request)."""
     env = dict(env or engine_env())
-    events: list[auto.EngineEvent] = []
-
-    def record(event: auto.EngineEvent) -> None:
-        events.append(event)
-        if on_event:
-            on_event(event)
-
+    events, record = _recorder(on_event)
     started = time.monotonic()
     with _sandbox(project_dir, stack_name, env) as sandbox_env:
         stack = select_stack(project_dir, stack_name, sandbox_env)
@@ -180,6 +168,18 @@ def event_json(value: Any) -> Any:
     if hasattr(value, "__dict__"):
         return {k: event_json(v) for k, v in vars(value).items() if v is not None and not k.startswith("_")}
     return value
+
+
+def _recorder(on_event: Callable[[auto.EngineEvent], None] | None):
+    """A list that keeps every event of a run, and the callback that fills it (and forwards)."""
+    events: list[auto.EngineEvent] = []
+
+    def record(event: auto.EngineEvent) -> None:
+        events.append(event)
+        if on_event:
+            on_event(event)
+
+    return events, record
 
 
 def _last_lines(error: Exception, count: int = 12) -> str:

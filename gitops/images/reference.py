@@ -15,7 +15,7 @@ from ..errors import SettingsError
 DOCKER_HUB = "docker.io"
 # Docker Hub's API lives on another host than the name users write.
 DOCKER_HUB_API = "registry-1.docker.io"
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 
 # The grammar of github.com/distribution/reference, written out for Python.
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
@@ -101,7 +101,7 @@ def parse_image(text: str) -> ImageRef:
             raise bad(f"registry {registry!r} is not host[:port]")
     else:
         registry, path = DOCKER_HUB, name
-    if registry in _HUB_ALIASES:
+    if registry in HUB_ALIASES:
         registry = DOCKER_HUB
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"

@@ -32,20 +32,15 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from ..errors import RegistryError, SettingsError
+from .reference import HUB_ALIASES, DOCKER_HUB, parse_image
 
 CREDENTIALS_ENV = "GITOPS_REGISTRY_CREDENTIALS"
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"
-_HUB_ALIASES = frozenset({DOCKER_HUB, DOCKER_HUB_API, "index.docker.io", "registry.hub.docker.com"})
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "[::1]"})
 _USER_AGENT = "gitops-image-automation"
 # A token is dropped this long before the registry would refuse it (at most a quarter of
 # its lifetime), so a scan never starts with a token that expires mid-way.
 _TOKEN_MARGIN = 10.0
 _DEFAULT_TOKEN_LIFETIME = 60.0  # what the token spec says to assume without expires_in
-# Tags and repository path components as distribution's reference grammar has them.
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_REPO = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 
 
 # ------------------------------------------------------------ pure parsing
@@ -57,31 +52,17 @@ def canonical_host(name: str) -> str:
     if "://" in host:
         host = host.split("://", 1)[1]
     host = host.split("/", 1)[0].lower()
-    return DOCKER_HUB if host in _HUB_ALIASES else host
+    return DOCKER_HUB if host in HUB_ALIASES else host
 
 
 def _split_image(image: str) -> tuple[str, str]:
-    """`host[:port]/repo`, or a Docker Hub short name -> (API host, repository).
-
-    A tag or digest is ignored. Kept minimal until gitops.images.reference takes over.
-    """
-    name = image.strip().split("@", 1)[0]
-    head, slash, last = name.rpartition("/")
-    last, colon, tag = last.partition(":")
-    name = head + slash + last
-    first, _, rest = name.partition("/")
-    # Docker's rule: the first component is a host only if it looks like one.
-    if rest and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
-        host, repo = first.lower(), rest
-    else:
-        host, repo = DOCKER_HUB, name
-    if canonical_host(host) == DOCKER_HUB:
-        host = DOCKER_HUB_API
-        if "/" not in repo:
-            repo = f"library/{repo}"
-    if not _REPO.fullmatch(repo) or (colon and not _TAG.fullmatch(tag)):
-        raise RegistryError(f"{image!r} is not an image name", host=host)
-    return host, repo
+    """`host[:port]/repo`, or a Docker Hub short name -> (API host, repository). A tag or
+    digest is ignored: tags are listed per repository."""
+    try:
+        ref = parse_image(image.strip().split("@", 1)[0])
+    except SettingsError:
+        raise RegistryError(f"{image!r} is not an image name", host=canonical_host(image.split("/", 1)[0])) from None
+    return ref.api_host.lower(), ref.repository
 
 
 def uses_http(host: str, insecure_hosts: Iterable[str] = ()) -> bool:
