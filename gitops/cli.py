@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import GitOpsError, SettingsError
+from .errors import EngineError, GitOpsError, SettingsError
 from .settings import StackSettings, read_stack_settings, settings_from_config
 
 
@@ -57,11 +57,40 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = _render(settings, root)
     print(f"desired state: {len(state.manifests)} objects from {state.repo} at {state.commit[:12]} ({state.path})")
     ensure_tools(progress=print, names=("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"))
-    stack = engine.select_stack(root, args.stack)
-    result = engine.up(stack, state.commit, on_output=None if args.quiet else _print_line, refresh=args.refresh)
+    env = engine.engine_env()
+    # One engine run of the stack at a time (a watcher's included); under it, what a killed run
+    # left behind is repaired first, so a `gitops up` after any interruption just works.
+    with engine.run_lock(root, args.stack, env).acquire(wait=True, on_wait=lambda holder: print(
+            f"waiting for another run of stack {args.stack} to finish (pid {holder.get('pid', '?')})", flush=True)):
+        stack = _LazyStack(root, args.stack, env)
+        recovery = engine.recover(root, args.stack, env, stack=stack.get)
+        for line in recovery.lines():
+            print(f"recover: {line}", flush=True)
+        try:
+            result = engine.up(stack.get(), state.commit, on_output=None if args.quiet else _print_line,
+                               refresh=args.refresh)
+        except EngineError:
+            # Damaged state makes the engine fail with a bare "EOF"; a deeper look names the file and the fix.
+            engine.recover(root, args.stack, env, deep=True, stack=stack.get)
+            raise
     changes = ", ".join(f"{op} {n}" for op, n in sorted(result.changes.items())) or "no changes"
     print(f"up: stack {result.stack} at {result.commit[:12]}: {changes} in {result.seconds:.1f} s")
     return 0
+
+
+class _LazyStack:
+    """Selects the stack once, when first needed: after recovery has repaired what selecting needs."""
+
+    def __init__(self, root: Path, stack: str, env: dict[str, str]):
+        self.root, self.stack, self.env = root, stack, env
+        self._selected = None
+
+    def get(self):
+        from . import engine
+
+        if self._selected is None:
+            self._selected = engine.select_stack(self.root, self.stack, self.env)
+        return self._selected
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -161,12 +190,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     root = project_dir(args.project_dir)
     settings = read_stack_settings(root, args.stack)
     env = engine.engine_env()
-    outputs = engine.select_stack(root, args.stack, env).outputs()
-    subjects = outputs["subjects"].value if "subjects" in outputs else []
+    outputs = engine.outputs(engine.select_stack(root, args.stack, env))
+    subjects = outputs.get("subjects") or []
     if not subjects:
         print(f"stack {args.stack} has no objects yet: run `gitops up --stack {args.stack}`")
         return 0
-    print(f"stack {args.stack}: {len(subjects)} objects at commit {outputs['commit'].value[:12]}")
+    print(f"stack {args.stack}: {len(subjects)} objects at commit {str(outputs.get('commit'))[:12]}")
     by_namespace: dict[str, list[str]] = defaultdict(list)
     for subject in subjects:
         parts = subject.split("/")

@@ -60,6 +60,16 @@ class EngineError(GitOpsError):
     """The Pulumi engine failed (preview, up, refresh)."""
 
 
+class StateDamagedError(EngineError):
+    """The stack's state is damaged in a way no automatic repair can prove safe: a person must act.
+    Retrying cannot help until the named file changes, so the watcher stalls instead of retrying."""
+
+    def __init__(self, stack: str, damage: Sequence[object]):
+        self.stack, self.damage = stack, tuple(damage)
+        lines = "\n".join(f"  {d}" for d in self.damage)
+        super().__init__(f"the state of stack {stack} is damaged; nothing was changed:\n{lines}")
+
+
 class LockError(GitOpsError):
     """Another process holds the stack: a second watcher, or a live `pulumi up`."""
 

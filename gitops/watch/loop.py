@@ -9,14 +9,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .. import engine
 from ..desired import read_desired_state
-from ..errors import EngineError, GuardError, LockError, ManifestError, SettingsError, SourceError
+from ..errors import EngineError, GuardError, LockError, ManifestError, SettingsError, SourceError, StateDamagedError
 from ..images import automation as images
 from ..images.message import commit_message
 from ..images.scan import ImageScanner, describe
@@ -26,9 +27,9 @@ from ..settings import StackSettings, read_stack_settings, split_author, stack_f
 from ..source.git import GitSource
 from . import decide as d
 from .guard import check_deletions
-from .lock import StackLock, clear_dead_pulumi_locks
+from ..state.locks import StackLock
 from .metrics import Metrics
-from .record import Log, utc, write_json, watch_dir
+from .record import Log, utc, write_json
 
 # Exit codes of `watch --once`.
 EXIT_UNCHANGED, EXIT_ERROR, EXIT_CHANGED = 0, 1, 2
@@ -51,7 +52,7 @@ class Watcher:
         self.env = env if env is not None else engine.engine_env()
         self.clock = clock
         self.metrics = Metrics()
-        self.dir = watch_dir(self.env, engine.project_name(options.project_dir), options.stack)
+        self.dir = engine.stack_dir(options.project_dir, options.stack, self.env)
         self.records = self.dir / "runs"
         self.state = d.WatchState()
         self.stopping = threading.Event()
@@ -73,6 +74,12 @@ class Watcher:
         self._previous: dict[str, Any] = {}
         self._subjects: tuple[str, ...] | None = None
         """The stack's subjects after its last `up`, for the guard; None: ask the stack."""
+        self._started = False
+        """Whether the first cycle has repaired a killed run's leftovers and read what the stack applied."""
+        self._stall: tuple[str, str] | None = None
+        """(reason, fingerprint of the damaged files) while the state is damaged beyond automatic
+        repair: no run can succeed until a person changes those files, so none is tried."""
+        self._stall_paths: list[Path | None] = []
 
     # -- wiring for signals and HTTP ------------------------------------------------------------
 
@@ -124,13 +131,6 @@ class Watcher:
                 self._previous = {}
             self.log("watch.start", f"watching stack {self.options.stack}", interval=self.options.interval,
                      dir=str(self.dir))
-            self._set_status(state="recovering")
-            try:
-                self._recover()
-                self.state = self._initial_state()
-            except Exception as e:  # noqa: BLE001
-                # Not fatal: the engine may be unreachable now and fine later; `up` will tell.
-                self.log("recover.failed", _tail(e), level="error")
             result = EXIT_UNCHANGED
             while not self.stopping.is_set():
                 outcome, wait = self.cycle()
@@ -138,7 +138,8 @@ class Watcher:
                     return {"changed": EXIT_CHANGED, "error": EXIT_ERROR}.get(outcome, EXIT_UNCHANGED)
                 if self._next_scan is not None:  # image scans have their own interval
                     wait = min(wait, max(0.0, self._next_scan - self.clock()))
-                self._set_status(state="idle", next_cycle_at=utc(time.time() + wait))
+                if self._stall is None:
+                    self._set_status(state="idle", stalled=None, next_cycle_at=utc(time.time() + wait))
                 if self._wake.wait(wait):
                     self._wake.clear()
             self.log("watch.stop", "stopped")
@@ -150,6 +151,24 @@ class Watcher:
     def cycle(self) -> tuple[str, float]:
         """One observation and at most one action. Returns (outcome, seconds until the next cycle)."""
         now = self.clock()
+        if self._stall is not None:
+            if _damage_fingerprint(self._stall_paths) == self._stall[1]:
+                self.metrics.count("cycles", "stalled")
+                with self._status_lock:
+                    stalled = dict(self._status.get("stalled") or {})
+                self._set_status(last_cycle_at=utc(), stalled={**stalled, "checks": stalled.get("checks", 0) + 1})
+                return "error", self.options.interval
+            self.log("stall.cleared", "the damaged state files changed; trying again")
+            self._stall = None
+        if not self._started:
+            if self.state.retry_at is not None and now < self.state.retry_at and not self._webhook.is_set():
+                return "error", self.state.retry_at - now
+            try:
+                self._start()
+            except StateDamagedError as e:
+                return self._stalled(e)
+            except Exception as e:  # noqa: BLE001 - the engine may be unreachable now and fine later
+                return self._failure(d.Observation(now=now, fingerprint=""), "engine", e)
         if self._webhook.is_set():
             self._webhook.clear()
             self.state = d.webhook(self.state)
@@ -186,21 +205,30 @@ class Watcher:
             return "unchanged", decision.wait
         self.log(f"{decision.action.value}.start", decision.reason, commit=obs.head)
         try:
-            if decision.action == d.Action.UP:
-                changed = self._apply(source, settings, obs.head, decision.reason)  # type: ignore[arg-type]
-            else:
-                changed = self._drift(settings, obs.head)  # type: ignore[arg-type]
+            with self._engine_turn():
+                if decision.action == d.Action.UP:
+                    changed = self._apply(source, settings, obs.head, decision.reason)  # type: ignore[arg-type]
+                else:
+                    changed = self._drift(settings, obs.head)  # type: ignore[arg-type]
         except ManifestError as e:
             return self._failure(obs, "manifest", e, policy)
         except GuardError as e:
             return self._failure(obs, "guard", e, policy)
+        except StateDamagedError as e:
+            return self._stalled(e)
         except EngineError as e:
             outcome = self._failure(obs, "engine", e, policy, during_drift=decision.action == d.Action.DRIFT)
             try:
-                self._recover()  # a killed or crashed engine run may have left its lock behind
+                # A crashed or killed engine run may have left leftovers: repair them now, not at the retry.
+                with self._engine_turn(deep=True):
+                    pass
+            except StateDamagedError as again:
+                return self._stalled(again)
             except Exception as again:  # noqa: BLE001
                 self.log("recover.failed", _tail(again), level="error")
             return outcome
+        except LockError as e:  # stopped while waiting for a `gitops up` by hand to finish
+            return self._failure(obs, "lock", e, policy)
         except SourceError as e:
             return self._failure(obs, "source", e, policy)
         except Exception as e:  # noqa: BLE001 - e.g. a CommandError of `stack output`: the loop must go on
@@ -235,8 +263,7 @@ class Watcher:
                                      rewrite=(lambda files: images.apply_choices(files, tags, settings.path)) if tags else None)
         stack = self._engine_stack()
         if self._subjects is None:
-            outputs = stack.outputs()
-            self._subjects = tuple(outputs["subjects"].value) if "subjects" in outputs else ()
+            self._subjects = tuple(engine.outputs(stack).get("subjects") or ())
         current = self._subjects
         verdict = check_deletions(current, desired.subjects, max_delete_percent=settings.max_delete_percent,
                                   allow_mass_delete=settings.allow_mass_delete)
@@ -405,9 +432,9 @@ class Watcher:
         """Start from what the stack last applied (its `commit` output), so a restarted watcher does
         not run `up` for a commit that is already there. The settings fingerprint comes from the
         previous status file, if it speaks of the same commit; otherwise the first cycle runs `up`."""
-        outputs = self._engine_stack().outputs()
-        commit = outputs["commit"].value if "commit" in outputs else None
-        self._subjects = tuple(outputs["subjects"].value) if "subjects" in outputs else ()
+        outputs = engine.outputs(self._engine_stack())
+        commit = outputs.get("commit")
+        self._subjects = tuple(outputs.get("subjects") or ())
         previous = self._previous
         fingerprint = previous.get("applied_fingerprint") if previous.get("applied_commit") == commit else None
         if commit:
@@ -416,27 +443,47 @@ class Watcher:
 
     # -- recovery after a killed run ------------------------------------------------------------
 
-    def _recover(self) -> None:
-        """Holding the stack lock: drop Pulumi locks whose owner died, and pending operations."""
-        removed, kept = clear_dead_pulumi_locks(self.env.get("PULUMI_BACKEND_URL", ""),
-                                                engine.project_name(self.options.project_dir), self.options.stack)
-        for path in removed:
-            self.log("recover.lock", "removed the lock of a Pulumi run whose process is gone", path=str(path))
-        for lock in kept:
-            self.log("recover.lock_held", "the stack is locked by a live Pulumi run", level="warning",
-                     pid=lock.pid, hostname=lock.hostname)
-        stack = self._engine_stack()
-        deployment = stack.export_stack().deployment or {}
-        pending = deployment.get("pending_operations") or []
-        if pending:
-            # Pending creates of a killed `up` exist in the cluster but not in the state. The next
-            # `up` re-applies them (server-side apply is an upsert), so dropping them is safe.
-            self.log("recover.pending", f"clearing {len(pending)} pending operation(s) of an interrupted run",
-                     level="warning", operations=sorted({p.get("type", "?") for p in pending}))
-            try:
-                stack.refresh(show_secrets=False, color="never", clear_pending_creates=True, on_output=None)
-            except Exception as e:  # noqa: BLE001
-                raise EngineError(f"cannot clear pending operations: {_tail(e)}") from e
+    def _start(self) -> None:
+        """The first cycle: repair what a killed run left (a deep look: the watcher may have been
+        the one killed), then start from what the stack last applied."""
+        self._set_status(state="recovering")
+        with self._engine_turn(deep=True):
+            self.state = self._initial_state()
+        self._started = True
+
+    @contextmanager
+    def _engine_turn(self, deep: bool = False) -> Iterator[None]:
+        """Holding the stack's run lock (a `gitops up` by hand may hold it: wait for it), repair a
+        killed run's leftovers, then let the caller run the engine."""
+        lock = engine.run_lock(self.options.project_dir, self.options.stack, self.env)
+        lock.acquire(wait=True, cancelled=self.stopping.is_set,
+                     on_wait=lambda holder: self.log("run.wait", "another run of the stack is in progress; waiting",
+                                                     holder_pid=holder.get("pid")))
+        try:
+            recovery = engine.recover(self.options.project_dir, self.options.stack, self.env, deep=deep,
+                                      stack=self._engine_stack)
+            if recovery.changed:
+                self.log("recover.repaired", "; ".join(recovery.lines()), level="warning",
+                         files=[str(r.path) for r in recovery.repaired],
+                         pending=len(recovery.pending))
+            for lock_held in recovery.busy:
+                self.log("recover.busy", "the stack is locked by a live Pulumi run", level="warning",
+                         pid=lock_held.pid, hostname=lock_held.hostname)
+            yield
+        finally:
+            lock.release()
+
+    def _stalled(self, error: StateDamagedError) -> tuple[str, float]:
+        """Damaged state: stop trying until the files it names change, and say so."""
+        self._stall_paths = [getattr(d, "path", None) for d in error.damage]
+        self._stall = (str(error), _damage_fingerprint(self._stall_paths))
+        self.metrics.count("errors", "state")
+        self.metrics.count("cycles", "error")
+        self.log("stalled", str(error), level="error", kind="state")
+        self._set_status(state="stalled", stalled={"reason": str(error), "since": utc(),
+                                                   "files": [str(p) for p in self._stall_paths if p]},
+                         last_error={"kind": "state", "message": str(error), "at": utc()})
+        return "error", self.options.interval
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -464,6 +511,18 @@ class Watcher:
 
 def _changes_text(changes: dict[str, int]) -> str:
     return ", ".join(f"{op} {n}" for op, n in sorted(changes.items())) or "no changes"
+
+
+def _damage_fingerprint(paths: list[Path | None]) -> str:
+    """What a person's fix would change: the damaged files' size and time (or their absence)."""
+    parts = []
+    for path in paths:
+        try:
+            st = path.stat() if path else None
+            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}" if st else f"{path}:-")
+        except OSError:
+            parts.append(f"{path}:-")
+    return "|".join(parts)
 
 
 def _tail(error: Exception, count: int = 8) -> str:

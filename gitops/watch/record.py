@@ -1,7 +1,6 @@
 """What the watcher leaves for people: log lines, the status file, and a record folder per run."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -9,8 +8,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
-
-from ..paths import state_root
 
 
 def utc(wall: float | None = None) -> str:
@@ -33,17 +30,6 @@ class Log:
             line = f"{utc()} {level:5} {event}: {message}" + (f" ({extras})" if extras else "")
         with self._lock:
             print(line, file=self.stream, flush=True)
-
-
-def watch_dir(env: dict[str, str], project: str, stack: str) -> Path:
-    """The watcher's folder for one stack: beside the file backend's state, so every watcher of
-    that backend on this machine finds the same lock; else under the state root."""
-    backend = env.get("PULUMI_BACKEND_URL", "")
-    if backend.startswith("file://"):
-        base = Path(os.path.expanduser(backend.removeprefix("file://").split("?", 1)[0])) / ".gitops-watch"
-    else:
-        base = state_root() / "watch" / hashlib.sha256(backend.encode()).hexdigest()[:16]
-    return base / project / stack
 
 
 def write_json(path: Path, value: object) -> None:

@@ -85,11 +85,20 @@ class Project:
     def outputs(self) -> dict:
         return json.loads(self.pulumi("stack", "output", "--json").stdout)
 
+    @property
+    def files(self):
+        """Where the file backend keeps this stack."""
+        from gitops.state.backend import Backend
+
+        return Backend(self.env["PULUMI_BACKEND_URL"]).stack_files("gitops", self.stack)
+
     def state_file(self) -> Path:
-        matches = list(Path(self.env["PULUMI_BACKEND_URL"].removeprefix("file://")).glob(
-            f".pulumi/stacks/*/{self.stack}.json"))
-        assert len(matches) == 1, matches
-        return matches[0]
+        path = self.files.checkpoints[0]
+        assert path.is_file(), path
+        return path
+
+    def deployment(self) -> dict:
+        return json.loads(self.state_file().read_text())["checkpoint"]["latest"]
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from sessions import wait_for
+
 from gitops.local.cluster import (
     COMPONENTS,
     Cluster,
@@ -65,17 +67,6 @@ def kubectl(binaries, control_plane: Cluster, *args: str, stdin: str | None = No
     )
     assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
     return r.stdout
-
-
-def wait_for(what: str, check, timeout: float = 60):
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def test_kubeconfig_works(binaries, control_plane):
@@ -150,7 +141,7 @@ def test_deployment_becomes_available(binaries, control_plane):
         return d.get("status", {}).get("availableReplicas") == 2
 
     t0 = time.monotonic()
-    wait_for("2 available replicas", available)
+    wait_for(what="2 available replicas", condition=available)
     print(f"\ndeployment available in {time.monotonic() - t0:.1f} s")
     pods = json.loads(
         kubectl(binaries, control_plane, "get", "pods", "-l", "app=web", "-o", "json"))["items"]
@@ -159,7 +150,7 @@ def test_deployment_becomes_available(binaries, control_plane):
 
     # Garbage collection and kwok's pod-delete stage: the pods go with it.
     kubectl(binaries, control_plane, "delete", "deployment", "web")
-    wait_for("pods to be deleted", lambda: not json.loads(
+    wait_for(what="pods to be deleted", condition=lambda: not json.loads(
         kubectl(binaries, control_plane, "get", "pods", "-l", "app=web", "-o", "json"))["items"])
 
 
@@ -173,7 +164,7 @@ def test_namespace_deletion_completes(binaries, control_plane):
         return "namespace/doomed" not in names
 
     t0 = time.monotonic()
-    wait_for("namespace doomed to disappear", gone)
+    wait_for(what="namespace doomed to disappear", condition=gone)
     print(f"\nnamespace deleted in {time.monotonic() - t0:.1f} s")
 
 
@@ -188,7 +179,7 @@ def test_second_cluster_side_by_side_and_stale_state(binaries, control_plane, tm
         # A component that died makes the cluster unhealthy; cluster_up then
         # clears the leftovers and starts afresh.
         os.kill(second.pids["kube-apiserver"], signal.SIGKILL)
-        wait_for("kube-apiserver to die", lambda: not _running(second.pids["kube-apiserver"]))
+        wait_for(what="kube-apiserver to die", condition=lambda: not _running(second.pids["kube-apiserver"]))
         assert cluster_status(other) is None
         third = cluster_up(binaries, other, progress=lambda _: None)
         assert third.server != second.server

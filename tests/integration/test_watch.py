@@ -18,33 +18,11 @@ from pathlib import Path
 import pytest
 
 from gitdaemon import GitDaemon, free_port
-from gitops.watch.record import watch_dir
+from sessions import Watch, session_pids, wait_for
+from gitops.engine import stack_dir
 from gitops.watch.server import sign
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: {value}}}\n"
-
-
-def wait_for(condition, timeout: float = 120, what: str = "condition", every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def session_pids(sid: int) -> list[int]:
-    """Every process of a session (a watcher started with start_new_session has sid == its pid)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 @pytest.fixture
@@ -55,45 +33,6 @@ def daemon(tmp_path):
     served.start()
     yield served
     served.stop()
-
-
-class Watch:
-    """One `gitops watch` subprocess with its log file."""
-
-    def __init__(self, project, log: Path, *args: str, env: dict | None = None):
-        self.project, self.log = project, log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gitops", "--project-dir", str(project.root), "watch", "--stack", project.stack,
-             "--log-format", "json", *args],
-            env={**project.env, **(env or {})}, stdout=log.open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True)  # its own process group: a SIGKILL can take its engine run with it
-
-    def events(self) -> list[dict]:
-        lines = [line for line in self.log.read_text().splitlines() if line.strip()]
-        return [json.loads(line) for line in lines]  # every line must be one JSON object
-
-    def count(self, event: str) -> int:
-        return sum(1 for e in self.events() if e["event"] == event)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 120) -> int:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill_session()
-                self.process.wait()
-        return self.process.returncode
-
-    def kill_session(self) -> None:
-        """SIGKILL the watcher and everything it started, as when a pod is killed. Pulumi puts its
-        plugins in process groups of their own, but they stay in the watcher's session."""
-        for pid in session_pids(self.process.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.process.wait()
 
 
 @pytest.fixture
@@ -112,7 +51,7 @@ def watchers(project, tmp_path):
 
 
 def status(project) -> dict:
-    path = watch_dir(project.env, "gitops", project.stack) / "status.json"
+    path = stack_dir(project.root, project.stack, project.env) / "status.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -300,7 +239,7 @@ def test_webhook_needs_a_valid_signature_and_triggers_a_cycle(project, watchers)
     assert "gitops_watch_up_duration_seconds_count 2" in metrics
     assert 'gitops_watch_changes_total{op="update"} 1' in metrics
     # Neither the webhook secret nor a Secret's value reaches a log, the status or a run record.
-    written = [watch.log] + [f for f in watch_dir(project.env, "gitops", project.stack).rglob("*") if f.is_file()]
+    written = [watch.log] + [f for f in stack_dir(project.root, project.stack, project.env).rglob("*") if f.is_file()]
     for path in written:
         text = path.read_text(errors="replace")
         for form in (secret, token, base64.b64encode(token.encode()).decode()):
@@ -334,48 +273,11 @@ def test_one_writer_per_stack(project, watchers):
     late = watchers("--interval", "1")
     wait_for(lambda: late.count("lock.wait") == 1, 60, "a third watcher waiting")
     assert late.stop(timeout=10) == 0
-    records = watch_dir(project.env, "gitops", project.stack) / "runs"
+    records = stack_dir(project.root, project.stack, project.env) / "runs"
     spans = sorted((s["started_epoch"], s["finished_epoch"]) for s in
                    (json.loads(p.read_text()) for p in records.glob("*-up-*/summary.json")))
     assert len(spans) >= 3
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f"overlapping up runs: {spans}"
-
-
-def test_sigkill_in_the_middle_of_up_then_restart_ends_correct(project, watchers):
-    ns, count = project.namespace, 60
-    files = {**namespace_file(ns), **{f"c{i:02}.yaml": CM.format(name=f"c{i:02}", value=f"v{i}") for i in range(count)}}
-    head = project.repo.write(files)
-    project.write_stack(skipAwait=True, driftInterval=0)
-    watch = watchers("--interval", "1")
-
-    def created() -> int:
-        out = subprocess.run(["kubectl", "--kubeconfig", str(project.kubeconfig), "get", "configmaps", "-n", ns,
-                              "-o", "name"], env=project.env, capture_output=True, text=True, timeout=30).stdout
-        return sum(1 for line in out.splitlines() if line.startswith("configmap/c"))
-
-    wait_for(lambda: created() >= 3, 120, "the up creating objects", 0.05)
-    watch.kill_session()  # the watcher and its engine run, as when a pod is killed
-    done = created()
-    backend = Path(project.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
-    left = list((backend / ".pulumi" / "locks").glob(f"**/{project.stack}/*.json"))
-    pending = json.loads(project.state_file().read_text())["checkpoint"]["latest"].get("pending_operations") or []
-    print(f"killed with {done}/{count} created, {len(left)} Pulumi lock file(s), {len(pending)} pending operation(s) left")
-    assert 0 < done < count and left
-
-    again = watchers("--interval", "1")
-    wait_for(lambda: status(project).get("applied_commit") == head and status(project).get("state") == "idle",
-             180, "the restarted watcher finishing the job")
-    assert created() == count
-    assert not list((backend / ".pulumi" / "locks").glob(f"**/{project.stack}/*.json"))
-    state = json.loads(project.state_file().read_text())["checkpoint"]["latest"]
-    assert not state.get("pending_operations")
-    assert project.outputs()["objectCount"] == count + 1
-    assert not session_pids(watch.process.pid)  # nothing of the killed run survives
-    events = [e["event"] for e in again.events()]
-    assert "cycle.failed" not in events, again.log.read_text()
-    assert events[:2] == ["watch.start", "recover.lock"]
-    if pending:
-        assert "recover.pending" in events
 
 
 def child_pids(pid: int) -> list[int]:

@@ -3,7 +3,7 @@ import json
 from enum import Enum
 
 from gitops.engine import event_json
-from gitops.watch.record import Log, watch_dir
+from gitops.watch.record import Log
 
 
 def test_json_log_is_one_object_per_line():
@@ -40,8 +40,3 @@ class Event:
 
 def test_engine_events_become_plain_json():
     assert event_json(Event()) == {"res_outputs_event": {"op": "update", "urn": "urn:x"}, "sequence": 3}
-
-
-def test_watch_dir_sits_beside_a_file_backend():
-    assert str(watch_dir({"PULUMI_BACKEND_URL": "file:///srv/state"}, "gitops", "dev")) == "/srv/state/.gitops-watch/gitops/dev"
-    assert watch_dir({"PULUMI_BACKEND_URL": "https://api.pulumi.com"}, "gitops", "dev").parts[-3:-2] != ("gitops",)

@@ -1,12 +1,8 @@
-"""The Pulumi engine through the Automation API: selecting a stack and running `up`.
-
-Runs the same `Pulumi.yaml` program a person runs with `pulumi up`, so both give one result.
-"""
+"""Engine runs through the Automation API: `up`, and `preview` against a copy of the state."""
 from __future__ import annotations
 
 import dataclasses
 import enum
-import os
 import shutil
 import tempfile
 import time
@@ -16,29 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pulumi import automation as auto
 
-from .errors import EngineError
-from .local.tools import bin_dir, tool_env
-from .paths import state_root
-from .program import COMMIT_ENV, REPO_ENV
-
-# The local state's passphrase when the user has set none: local stacks need no ceremony,
-# and real stacks set PULUMI_CONFIG_PASSPHRASE(_FILE) or another secrets provider.
-DEFAULT_PASSPHRASE = "gitops-local"
-
-
-def engine_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Tools first on PATH, plus a local state backend and passphrase unless the user chose others."""
-    env = tool_env(base if base is not None else os.environ)
-    if not env.get("PULUMI_BACKEND_URL"):
-        root = state_root()
-        root.mkdir(parents=True, exist_ok=True)
-        env["PULUMI_BACKEND_URL"] = f"file://{root}"
-    if "PULUMI_CONFIG_PASSPHRASE" not in env and "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
-        env["PULUMI_CONFIG_PASSPHRASE"] = DEFAULT_PASSPHRASE
-    return env
+from ..errors import EngineError
+from ..program import COMMIT_ENV, REPO_ENV
+from ..state.backend import Backend
+from .workspace import backend, engine_env, last_lines, project_name, select_stack
 
 
 @dataclass(frozen=True)
@@ -55,18 +34,6 @@ class RunResult:
         return any(count for op, count in self.changes.items() if op != "same")
 
 
-def select_stack(project_dir: Path, stack: str, env: Mapping[str, str] | None = None) -> auto.Stack:
-    env = dict(env or engine_env())
-    # PulumiCommand runs `<root>/bin/pulumi`.
-    command = auto.PulumiCommand(root=str(bin_dir().parent), skip_version_check=True)
-    opts = auto.LocalWorkspaceOptions(work_dir=str(project_dir), env_vars=env, pulumi_command=command,
-                                      secrets_provider="passphrase")
-    try:
-        return auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir), opts=opts)
-    except auto.errors.CommandError as e:
-        raise EngineError(f"cannot select stack {stack}: {_last_lines(e)}") from e
-
-
 def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None = print,
        on_event: Callable[[auto.EngineEvent], None] | None = None,
        program_env: Mapping[str, str] | None = None, refresh: bool = False) -> RunResult:
@@ -80,9 +47,9 @@ def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None =
         result = stack.up(on_output=on_output, on_event=record, show_secrets=False, color="never", refresh=refresh or None,
                           suppress_progress=on_output is None)
     except auto.errors.ConcurrentUpdateError as e:
-        raise EngineError(f"stack {stack.name} is locked by another update: {_last_lines(e)}") from e
+        raise EngineError(f"stack {stack.name} is locked by another update: {last_lines(e)}") from e
     except auto.errors.CommandError as e:
-        raise EngineError(f"pulumi up failed for stack {stack.name}: {_last_lines(e)}") from e
+        raise EngineError(f"pulumi up failed for stack {stack.name}: {last_lines(e)}") from e
     finally:
         for key in (COMMIT_ENV, *program_env):
             stack.workspace.env_vars.pop(key, None)
@@ -92,19 +59,21 @@ def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None =
                      seconds=time.monotonic() - started, events=tuple(events))
 
 
+def outputs(stack: auto.Stack) -> dict[str, Any]:
+    """The stack's outputs as plain values (secret ones masked)."""
+    try:
+        values = stack.outputs()
+    except auto.errors.CommandError as e:
+        raise EngineError(f"cannot read the outputs of stack {stack.name}: {last_lines(e)}") from e
+    return {k: ("[secret]" if v.secret else v.value) for k, v in values.items()}
+
+
 @dataclass(frozen=True)
 class PreviewResult:
     stack: str
     commit: str
     seconds: float
     events: tuple = field(default=(), repr=False)
-
-
-def project_name(project_dir: Path) -> str:
-    try:
-        return str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name") or "gitops")
-    except (OSError, yaml.YAMLError):
-        return "gitops"
 
 
 def preview(project_dir: Path, stack_name: str, commit: str, env: Mapping[str, str] | None = None,
@@ -127,27 +96,25 @@ def preview(project_dir: Path, stack_name: str, commit: str, env: Mapping[str, s
             stack.preview(on_event=record, refresh=refresh, color="never", on_output=lambda _: None,
                           suppress_progress=True)
         except auto.errors.CommandError as e:
-            raise EngineError(f"pulumi preview failed for stack {stack_name}: {_last_lines(e)}") from e
+            raise EngineError(f"pulumi preview failed for stack {stack_name}: {last_lines(e)}") from e
     return PreviewResult(stack=stack_name, commit=commit, seconds=time.monotonic() - started, events=tuple(events))
 
 
 @contextmanager
 def _sandbox(project_dir: Path, stack_name: str, env: Mapping[str, str]) -> Iterator[dict[str, str]]:
     """A throw-away file backend holding a copy of the stack's latest checkpoint."""
-    backend = env.get("PULUMI_BACKEND_URL", "")
+    files = backend(env).stack_files(project_name(project_dir), stack_name, base=project_dir)
     with tempfile.TemporaryDirectory(prefix="gitops-preview-") as temp:
         root = Path(temp)
         (root / ".pulumi").mkdir()
         (root / ".pulumi" / "meta.yaml").write_text("version: 1\n")
-        sandbox_env = {**env, "PULUMI_BACKEND_URL": f"file://{root}"}
-        if backend.startswith("file://"):
-            stacks = Path(backend.removeprefix("file://")).expanduser() / ".pulumi" / "stacks" / project_name(project_dir)
-            for suffix in (".json", ".json.gz"):
-                if (stacks / f"{stack_name}{suffix}").is_file():
-                    target = root / ".pulumi" / "stacks" / project_name(project_dir)
-                    target.mkdir(parents=True)
-                    shutil.copyfile(stacks / f"{stack_name}{suffix}", target / f"{stack_name}{suffix}")
-                    break
+        sandbox_env = {**env, "PULUMI_BACKEND_URL": Backend(f"file://{root}").with_file_defaults().url}
+        if files is not None:
+            checkpoint = files.checkpoint()
+            if checkpoint is not None:
+                target = root / ".pulumi" / "stacks" / files.project
+                target.mkdir(parents=True)
+                shutil.copyfile(checkpoint, target / checkpoint.name)
         else:
             # Another backend: its export is a read; the import goes to the sandbox only.
             deployment = select_stack(project_dir, stack_name, env).export_stack()
@@ -180,8 +147,3 @@ def _recorder(on_event: Callable[[auto.EngineEvent], None] | None):
             on_event(event)
 
     return events, record
-
-
-def _last_lines(error: Exception, count: int = 12) -> str:
-    text = str(getattr(error, "stderr", "") or error).strip().splitlines()
-    return "\n".join(line for line in text[-count:] if line.strip())

@@ -1,13 +1,15 @@
-"""One writer per stack, and the cleanup of what a killed `up` leaves behind.
+"""Who holds a stack: this project's own locks, and Pulumi's lock files.
 
-The watcher lock is an `fcntl.flock` on a file keyed by the stack. The kernel drops a flock
-when its owner dies, however it dies, so the lock can never be stale and needs no expiry.
+This project's locks are `fcntl.flock`s on files keyed by the stack: `watch.lock` (one watcher per
+stack, held for its life) and `run.lock` (one engine run at a time, held by `gitops up` and by the
+watcher around each run). The kernel drops a flock when its owner dies, however it dies, so
+these can never be stale and need no expiry.
 
-Pulumi's diy (file) backend has its own lock: a JSON file per running update under
+Pulumi's file backend has its own lock: a JSON file per running update under
 `<backend>/.pulumi/locks/organization/<project>/<stack>/`, naming the owner's pid and host. A
 SIGKILLed `pulumi up` leaves it behind, and every later `up` fails until someone runs `pulumi
-cancel`. Holding our flock, the watcher removes such a file when its owner is provably gone (same
-host, pid not alive); a live owner or another host's lock is only reported.
+cancel`. Such a file counts as a leftover only when its owner is provably gone (same host, pid not
+alive); a live owner's or another host's lock is only reported.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockError
+from .backend import StackFiles
 
 
 @dataclass(frozen=True)
@@ -33,14 +36,16 @@ class PulumiLock:
     def owner_gone(self) -> bool:
         if self.hostname != socket.gethostname() or self.pid is None:
             return False  # cannot prove anything about another machine's process
-        return not _pid_alive(self.pid)
+        return not pid_alive(self.pid)
 
 
 class StackLock:
     """`with StackLock(path).acquire(wait=...)`: held until released or the process dies."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, what: str = "the stack is being watched"):
         self.path = path
+        self.what = what
+        """What holding it means, for the message a refused caller gets."""
         self._fd: int | None = None
 
     def acquire(self, *, wait: bool = False, timeout: float | None = None, poll: float = 0.2,
@@ -61,7 +66,7 @@ class StackLock:
             holder = self.holder()
             if not wait or cancelled() or (deadline is not None and time.monotonic() >= deadline):
                 os.close(fd)
-                raise LockError(f"stack is being watched by another process ({_describe(holder)}); lock file {self.path}")
+                raise LockError(f"{self.what} by another process ({_describe(holder)}); lock file {self.path}")
             if on_wait and not told:
                 on_wait(holder)
                 told = True
@@ -96,7 +101,7 @@ def _describe(holder: dict) -> str:
     return f"pid {holder.get('pid', '?')} on {holder.get('hostname', '?')} since {holder.get('since', '?')}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -112,33 +117,16 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
-def pulumi_locks(backend_url: str, project: str, stack: str) -> list[PulumiLock]:
-    """The diy backend's lock files for one stack (empty for other backends: they lock server-side)."""
-    if not backend_url.startswith("file://"):
-        return []
-    root = Path(os.path.expanduser(backend_url.removeprefix("file://").split("?", 1)[0])) / ".pulumi" / "locks"
+def pulumi_locks(files: StackFiles) -> list[PulumiLock]:
+    """The file backend's lock files for one stack."""
     found = []
-    # Project-scoped layout (current), and the legacy one without projects.
-    for folder in (root / "organization" / project / stack, root / stack):
+    for folder in files.lock_dirs:
         for path in sorted(folder.glob("*.json")):
             try:
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
                 data = {}
-            pid = data.get("pid")
-            found.append(PulumiLock(path, pid if isinstance(pid, int) else None, data.get("hostname")))
+            pid = data.get("pid") if isinstance(data, dict) else None
+            host = data.get("hostname") if isinstance(data, dict) else None
+            found.append(PulumiLock(path, pid if isinstance(pid, int) else None, host if isinstance(host, str) else None))
     return found
-
-
-def clear_dead_pulumi_locks(backend_url: str, project: str, stack: str) -> tuple[list[Path], list[PulumiLock]]:
-    """Remove lock files whose owner is gone; return (removed, still held by someone alive or elsewhere).
-    Call only while holding the stack's `StackLock`, so no watcher of ours can be mid-`up`."""
-    removed, kept = [], []
-    for lock in pulumi_locks(backend_url, project, stack):
-        if lock.owner_gone():
-            for path in (lock.path, lock.path.with_name(lock.path.name + ".attrs")):
-                path.unlink(missing_ok=True)
-            removed.append(lock.path)
-        else:
-            kept.append(lock)
-    return removed, kept

@@ -1,5 +1,5 @@
-"""One writer per stack: the flock is exclusive, freed when its owner dies, and Pulumi's own
-lock files are cleared only when their process is gone."""
+"""One writer per stack: the flock is exclusive and freed when its owner dies; Pulumi's own lock
+files count as gone only when their process is."""
 import json
 import os
 import signal
@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from gitops.errors import LockError
-from gitops.watch.lock import StackLock, clear_dead_pulumi_locks
+from gitops.state.backend import StackFiles
+from gitops.state.locks import StackLock, pid_alive, pulumi_locks
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from gitops.watch.lock import StackLock
+from gitops.state.locks import StackLock
 StackLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(60)
@@ -55,32 +56,27 @@ def _pulumi_lock(root, project, stack, pid, hostname):
     return path
 
 
-def test_only_dead_local_pulumi_locks_are_cleared(tmp_path):
+def test_only_dead_local_pulumi_locks_count_as_gone(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     host = socket.gethostname()
     gone = _pulumi_lock(tmp_path, "gitops", "s", dead.pid, host)
     alive = _pulumi_lock(tmp_path, "gitops", "s", os.getpid(), host)
     remote = _pulumi_lock(tmp_path, "gitops", "s", dead.pid, "another-host")
-    other_stack = _pulumi_lock(tmp_path, "gitops", "t", dead.pid, host)
-    removed, kept = clear_dead_pulumi_locks(f"file://{tmp_path}", "gitops", "s")
-    assert removed == [gone] and not gone.exists() and not gone.with_name(gone.name + ".attrs").exists()
-    assert sorted(lock.path for lock in kept) == sorted([alive, remote])
-    assert alive.exists() and remote.exists() and other_stack.exists()
-    assert clear_dead_pulumi_locks("https://api.pulumi.com", "gitops", "s") == ([], [])
+    _pulumi_lock(tmp_path, "gitops", "t", dead.pid, host)  # another stack's
+    locks = {lock.path: lock.owner_gone() for lock in pulumi_locks(StackFiles(tmp_path, "gitops", "s"))}
+    assert locks == {gone: True, alive: False, remote: False}
 
 
 def test_a_zombie_owner_counts_as_gone():
-    from gitops.watch.lock import _pid_alive
-
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.monotonic() + 10
     while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
         assert time.monotonic() < deadline
         time.sleep(0.01)
     try:
-        assert not _pid_alive(zombie.pid)  # exited, not yet reaped
-        assert _pid_alive(os.getpid())
+        assert not pid_alive(zombie.pid)  # exited, not yet reaped
+        assert pid_alive(os.getpid())
     finally:
         zombie.wait()
 

@@ -1,0 +1,132 @@
+"""The Pulumi workspace every engine run shares: environment, stack selection, and the run lock.
+
+Runs the same `Pulumi.yaml` program a person runs with `pulumi up`, so both give one result.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import yaml
+from pulumi import automation as auto
+
+from ..errors import EngineError
+from ..local.tools import bin_dir, tool_env
+from ..paths import state_root
+from ..state.backend import Backend
+from ..state.locks import StackLock
+
+# The local state's passphrase when the user has set none: local stacks need no ceremony,
+# and real stacks set PULUMI_CONFIG_PASSPHRASE(_FILE) or another secrets provider.
+DEFAULT_PASSPHRASE = "gitops-local"
+
+
+def engine_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Tools first on PATH, plus a local state backend and passphrase unless the user chose others.
+    A file backend gets `Backend.with_file_defaults` (no metadata side files to be left half-written)."""
+    env = tool_env(base if base is not None else os.environ)
+    if not env.get("PULUMI_BACKEND_URL"):
+        root = state_root()
+        root.mkdir(parents=True, exist_ok=True)
+        env["PULUMI_BACKEND_URL"] = f"file://{root}"
+    env["PULUMI_BACKEND_URL"] = Backend(env["PULUMI_BACKEND_URL"]).with_file_defaults().url
+    if "PULUMI_CONFIG_PASSPHRASE" not in env and "PULUMI_CONFIG_PASSPHRASE_FILE" not in env:
+        env["PULUMI_CONFIG_PASSPHRASE"] = DEFAULT_PASSPHRASE
+    return env
+
+
+def backend(env: Mapping[str, str]) -> Backend:
+    return Backend(env.get("PULUMI_BACKEND_URL", ""))
+
+
+def project_name(project_dir: Path) -> str:
+    try:
+        return str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name") or "gitops")
+    except (OSError, yaml.YAMLError):
+        return "gitops"
+
+
+def stack_dir(project_dir: Path, stack: str, env: Mapping[str, str]) -> Path:
+    """This project's own files of one stack (watcher status, run records, locks): beside a file
+    backend's state, so every process using that backend on this machine finds the same locks."""
+    return backend(env).gitops_dir(project_name(project_dir), stack, base=project_dir, fallback=state_root())
+
+
+def run_lock(project_dir: Path, stack: str, env: Mapping[str, str]) -> StackLock:
+    """Held around every engine run of the stack by this project's processes (`gitops up`, the
+    watcher), and around the repair of a killed run's leftovers, which must never race a live run."""
+    return StackLock(stack_dir(project_dir, stack, env) / "run.lock", what="an engine run of the stack is in progress")
+
+
+def select_stack(project_dir: Path, stack: str, env: Mapping[str, str] | None = None) -> auto.Stack:
+    env = dict(env or engine_env())
+    _salt_stack_file(project_dir, stack, env)
+    try:
+        return auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir), opts=_options(project_dir, env))
+    except auto.errors.CommandError as e:
+        raise EngineError(f"cannot select stack {stack}: {last_lines(e)}") from e
+
+
+def _options(work_dir: Path, env: Mapping[str, str]) -> auto.LocalWorkspaceOptions:
+    # PulumiCommand runs `<root>/bin/pulumi`.
+    command = auto.PulumiCommand(root=str(bin_dir().parent), skip_version_check=True)
+    return auto.LocalWorkspaceOptions(work_dir=str(work_dir), env_vars=dict(env), pulumi_command=command,
+                                      secrets_provider="passphrase")
+
+
+SALT_KEY = "encryptionsalt"
+
+
+def _salt_stack_file(project_dir: Path, stack: str, env: Mapping[str, str]) -> None:
+    """Give a stack file its passphrase salt without Pulumi writing the user's file.
+
+    Pulumi writes `encryptionsalt` into the stack file the first time it uses a stack, truncating
+    the file and writing it again in place: a run killed at that moment leaves the user's settings
+    empty. So the first selection runs on a scratch copy of the project, and the one line Pulumi
+    added is appended to the real file through a rename. Later runs find the salt and write nothing."""
+    path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+    try:
+        text = path.read_text()
+        document = yaml.safe_load(text) or {}
+    except (OSError, yaml.YAMLError):
+        return  # reported by whoever reads the settings
+    if not isinstance(document, dict) or SALT_KEY in document or "secretsprovider" in document:
+        return
+    with tempfile.TemporaryDirectory(prefix="gitops-salt-") as scratch:
+        root = Path(scratch)
+        (root / "stacks").mkdir()
+        (root / "Pulumi.yaml").write_bytes((project_dir / "Pulumi.yaml").read_bytes())
+        (root / "stacks" / path.name).write_text(text)
+        try:
+            auto.create_or_select_stack(stack_name=stack, work_dir=str(root), opts=_options(root, env))
+        except auto.errors.CommandError as e:
+            raise EngineError(f"cannot select stack {stack}: {last_lines(e)}") from e
+        salted_text = (root / "stacks" / path.name).read_text()
+        salted = yaml.safe_load(salted_text) or {}
+    salt = salted.get(SALT_KEY) if isinstance(salted, dict) else None
+    if not isinstance(salt, str):
+        return
+    # Appended, the user's comments and layout stay; a file in flow style (JSON) cannot take an
+    # appended key, and gets Pulumi's own rewrite instead.
+    appended = text + ("" if text.endswith("\n") or not text else "\n") + f"{SALT_KEY}: {salt}\n"
+    try:
+        fits = yaml.safe_load(appended) == {**document, SALT_KEY: salt}
+    except yaml.YAMLError:
+        fits = False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(appended if fits else salted_text)
+    os.replace(tmp, path)
+
+
+def last_lines(error: Exception, count: int = 12) -> str:
+    """The end of a CLI error's output, where Pulumi puts the reason."""
+    text = str(getattr(error, "stderr", "") or error).strip().splitlines()
+    return "\n".join(line for line in text[-count:] if line.strip())
+
+
+def on_wait_note(note: Callable[[str], None]) -> Callable[[dict], None]:
+    def told(holder: dict) -> None:
+        note(f"waiting for another run of this stack to finish (pid {holder.get('pid', '?')})")
+    return told
