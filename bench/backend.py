@@ -21,10 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import project_copy  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
 from gitops.local.tools import ensure_tools  # noqa: E402
+
+from common import project_copy  # noqa: E402
 from gitrepo import ConfigRepo  # noqa: E402
 
 MODES = {"side files on (metadata=)": "metadata=", "side files off (metadata=skip)": "metadata=skip"}

@@ -23,11 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from gitops.desired import desired_state_from_files, to_yaml  # noqa: E402
-from common import project_copy  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
 from gitops.local.tools import build_times, ensure_tools  # noqa: E402
 from gitops.source.git import SourceFile  # noqa: E402
+
+from common import project_copy  # noqa: E402
 from gitrepo import ConfigRepo  # noqa: E402
 
 
@@ -41,7 +42,8 @@ def example(namespace: str) -> dict[str, str]:
     base = ROOT / "examples" / "config"
     files = {}
     for path in sorted(p for p in base.rglob("*") if p.is_file()):
-        text = path.read_text().replace("name: demo", f"name: {namespace}").replace("demo.gitops.dev", f"{namespace}.gitops.dev")
+        text = (path.read_text().replace("name: demo", f"name: {namespace}")
+                .replace("demo.gitops.dev", f"{namespace}.gitops.dev"))
         files[path.relative_to(base).as_posix()] = text
     return files
 
@@ -59,8 +61,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gitops-bench-"))
     try:
         started = time.perf_counter()
-        cluster = local_cluster.cluster_up({n: t.path for n, t in tools.items()}, root=work / "cluster", progress=lambda _: None)
-        rows.append(("control plane start-up", f"{time.perf_counter() - started:.1f} s", "etcd, apiserver, kcm, scheduler, kwok, node Ready"))
+        cluster = local_cluster.cluster_up({n: t.path for n, t in tools.items()}, root=work / "cluster",
+                                           progress=lambda _: None)
+        rows.append(("control plane start-up", f"{time.perf_counter() - started:.1f} s",
+                     "etcd, apiserver, kcm, scheduler, kwok, node Ready"))
         env = engine_env({**os.environ, "PULUMI_BACKEND_URL": f"file://{work / 'state'}"})
         (work / "state").mkdir()
 
@@ -69,7 +73,8 @@ def main() -> None:
         repo = ConfigRepo(work / "repo")
         repo.write(example("bench-pulumi"))
         (project / "stacks" / "Pulumi.bench.yaml").write_text(json.dumps({"config": {
-            "gitops:repo": str(repo.root), "gitops:namespace": "bench-pulumi", "gitops:kubeconfig": str(cluster.kubeconfig)}}))
+            "gitops:repo": str(repo.root), "gitops:namespace": "bench-pulumi",
+            "gitops:kubeconfig": str(cluster.kubeconfig)}}))
         up = [sys.executable, "-m", "gitops", "--project-dir", str(project), "up", "--stack", "bench", "--quiet"]
         first = timed(up, env=env)
         noop = timed(up, env=env)
@@ -87,10 +92,12 @@ def main() -> None:
             if subprocess.run(apply, env=env, capture_output=True).returncode == 0:
                 break
             time.sleep(0.2)
-        subprocess.run([*kubectl, "rollout", "status", "-n", "bench-kubectl", "deployment/web"], env=env, check=True, capture_output=True)
+        subprocess.run([*kubectl, "rollout", "status", "-n", "bench-kubectl", "deployment/web"], env=env, check=True,
+                       capture_output=True)
         kubectl_first = time.perf_counter() - started
         kubectl_noop = timed(apply, env=env)
-        rows.append(("example, first apply", f"{first:.1f} s", f"kubectl apply --server-side + rollout status: {kubectl_first:.1f} s"))
+        rows.append(("example, first apply", f"{first:.1f} s",
+                     f"kubectl apply --server-side + rollout status: {kubectl_first:.1f} s"))
         rows.append(("example, no change", f"{noop:.1f} s", f"kubectl apply --server-side: {kubectl_noop:.1f} s"))
     finally:
         local_cluster.cluster_down(work / "cluster", progress=lambda _: None)

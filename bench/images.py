@@ -28,20 +28,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from gitdaemon import GitDaemon, free_port  # noqa: E402
-from common import project_copy  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
-from gitops.local.registry import RegistryServer, ensure_registry  # noqa: E402
 from gitops.local.tools import ensure_tools  # noqa: E402
-from gitops.settings import StackSettings  # noqa: E402
+from gitops.settings import ImageSettings  # noqa: E402
 from gitops.watch.server import sign  # noqa: E402
+
+from common import project_copy  # noqa: E402
+from gitdaemon import GitDaemon, free_port  # noqa: E402
 from gitrepo import ConfigRepo  # noqa: E402
 from registry_helpers import push_image  # noqa: E402
+from registry_server import RegistryServer, ensure_registry  # noqa: E402
 
 SECRET = "bench-secret"
 NS = "bench-images"
-DEFAULT_INTERVAL = StackSettings(repo=".").image_interval or 120.0
+DEFAULT_INTERVAL = ImageSettings().interval or 120.0
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -52,7 +53,8 @@ def percentile(values: list[float], share: float) -> float:
 def deployment(image: str) -> str:
     return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n"
             f"  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n"
-            f"    spec:\n      containers:\n        - name: web\n          image: {image} # {{\"$imagepolicy\": \"web\"}}\n")
+            f"    spec:\n      containers:\n        - name: web\n"
+            f"          image: {image} # {{\"$imagepolicy\": \"web\"}}\n")
 
 
 class Bench:
@@ -120,7 +122,8 @@ class Bench:
         push_image(self.registry.url, "bench/web", tag)
         pushed = time.monotonic()
         if webhook:
-            body = json.dumps({"events": [{"action": "push", "target": {"repository": "bench/web", "tag": tag}}]}).encode()
+            event = {"action": "push", "target": {"repository": "bench/web", "tag": tag}}
+            body = json.dumps({"events": [event]}).encode()
             request = urllib.request.Request(f"http://127.0.0.1:{self.listen}/hooks/registry", data=body, method="POST",
                                              headers={"X-Hub-Signature-256": sign(SECRET.encode(), body)})
             urllib.request.urlopen(request, timeout=10).close()

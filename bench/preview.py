@@ -20,11 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from gitops.desired import desired_state_from_files, to_yaml  # noqa: E402
-from common import project_copy  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
 from gitops.local.tools import ensure_tools  # noqa: E402
 from gitops.source.git import SourceFile  # noqa: E402
+
+from common import project_copy  # noqa: E402
 from gitrepo import ConfigRepo  # noqa: E402
 
 NAMESPACE = "bench-preview"
@@ -36,7 +37,8 @@ def config_maps(count: int, changed: int) -> dict[str, str]:
     for i in range(count):
         value = "changed" if i < changed else "base"
         files.setdefault(f"cm/{i // 100:03d}.yaml", []).append(
-            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:05d}\ndata:\n  value: {value}\n  index: \"{i}\"\n")
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:05d}\n"
+            f"data:\n  value: {value}\n  index: \"{i}\"\n")
     namespace = f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n"
     return {"namespace.yaml": namespace, **{path: "---\n".join(docs) for path, docs in files.items()}}
 
@@ -82,8 +84,8 @@ def main() -> None:
             rendered = work / f"{branch}.yaml"
             rendered.write_text(to_yaml(state, show_secrets=True))
             started = time.perf_counter()
-            diff = subprocess.run([*kubectl, "diff", "--server-side", "--force-conflicts", "-f", str(rendered)], env=env,
-                                  capture_output=True, text=True)
+            diff = subprocess.run([*kubectl, "diff", "--server-side", "--force-conflicts", "-f", str(rendered)],
+                                  env=env, capture_output=True, text=True)
             theirs = time.perf_counter() - started
             assert diff.returncode == 1, diff.stderr  # 1: differences found
             rows.append((f"{changed} of {args.objects} objects changed", f"{ours:.1f} s", f"{theirs:.1f} s",

@@ -23,15 +23,19 @@ def manifest(i: int) -> str:
     kind = KINDS[i % len(KINDS)]
     name = f"obj-{i:05d}"
     if kind == "ConfigMap":
-        return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {{app: bench}}\ndata:\n  key: value-{i}\n  other: |\n    multi-line\n    text\n"
+        return (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {{app: bench}}\n"
+                f"data:\n  key: value-{i}\n  other: |\n    multi-line\n    text\n")
     if kind == "Secret":
         return f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  token: t-{i}\n"
     if kind == "Service":
-        return f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector: {{app: {name}}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
-    return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n  replicas: 1\n"
-            f"  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n"
+        return (f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n"
+                f"spec:\n  selector: {{app: {name}}}\n  ports:\n  - port: 80\n    targetPort: 8080\n")
+    return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\n"
+            f"spec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n"
+            f"  template:\n    metadata:\n      labels: {{app: {name}}}\n"
             f"    spec:\n      containers:\n      - name: app\n        image: registry.example/app:1.{i}.0\n"
-            f"        ports:\n        - containerPort: 8080\n        resources:\n          requests: {{cpu: 10m, memory: 16Mi}}\n")
+            f"        ports:\n        - containerPort: 8080\n"
+            f"        resources:\n          requests: {{cpu: 10m, memory: 16Mi}}\n")
 
 
 def make_repo(root: Path, count: int) -> None:
@@ -48,11 +52,11 @@ def make_repo(root: Path, count: int) -> None:
 
 def measure_render(repo: Path) -> dict:
     from gitops.desired import read_desired_state
-    from gitops.settings import StackSettings
+    from gitops.settings import settings_from_config
     from gitops.source.git import GitSource
 
     started = time.perf_counter()
-    settings = StackSettings(repo=str(repo), path="apps", namespace="bench")
+    settings = settings_from_config({"repo": str(repo), "path": "apps", "namespace": "bench"})
     source = GitSource(str(repo))
     state = read_desired_state(source, source.resolve("HEAD"), settings)
     return {"seconds": time.perf_counter() - started, "objects": len(state.manifests)}
@@ -63,10 +67,10 @@ def measure_register(repo: Path) -> dict:
 
     from gitops.desired import read_desired_state
     from gitops.program import register
-    from gitops.settings import StackSettings
+    from gitops.settings import settings_from_config
     from gitops.source.git import GitSource
 
-    settings = StackSettings(repo=str(repo), path="apps", namespace="bench")
+    settings = settings_from_config({"repo": str(repo), "path": "apps", "namespace": "bench"})
     source = GitSource(str(repo))
     state = read_desired_state(source, source.resolve("HEAD"), settings)
 
@@ -96,7 +100,8 @@ def child(phase: str, repo: str) -> None:
 
 
 def run_child(phase: str, repo: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", phase, str(repo)], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, "--child", phase, str(repo)], check=True, capture_output=True,
+                         text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -119,7 +124,8 @@ def main() -> None:
     print(f"{'objects':>8} | {'render+validate s':>17} | {'peak MB':>7} | {'register (mocks) s':>18} | {'peak MB':>7}")
     print("-" * 70)
     for count, render, register in rows:
-        print(f"{count:>8} | {render['seconds']:>17.2f} | {render['peak_mb']:>7.0f} | {register['seconds']:>18.2f} | {register['peak_mb']:>7.0f}")
+        print(f"{count:>8} | {render['seconds']:>17.2f} | {render['peak_mb']:>7.0f} | "
+              f"{register['seconds']:>18.2f} | {register['peak_mb']:>7.0f}")
     print("target: 10,000 objects rendered and validated in < 2 s and < 300 MB")
 
 

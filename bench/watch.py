@@ -27,11 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import project_copy  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
 from gitops.local.tools import ensure_tools  # noqa: E402
 from gitops.watch.server import sign  # noqa: E402
+
+from common import project_copy  # noqa: E402
 from gitrepo import ConfigRepo  # noqa: E402
 
 SECRET = "bench-secret"
@@ -190,10 +191,12 @@ def main() -> None:
             own_before, children_before = cpu_seconds(pid)
             time.sleep(args.idle)
             own_after, children_after = cpu_seconds(pid)
-            rows.append((f"idle {args.idle:.0f} s, poll 1 s: up runs", str(log.read_text().count('"up.start"') - ups_before)))
+            rows.append((f"idle {args.idle:.0f} s, poll 1 s: up runs",
+                         str(log.read_text().count('"up.start"') - ups_before)))
             rows.append((f"idle {args.idle:.0f} s, poll 1 s: git network calls (ls-remote)",
                          str(bench.daemon_connections() - connections_before)))
-            rows.append(("idle CPU, watcher process (% of one core)", f"{100 * (own_after - own_before) / args.idle:.2f} %"))
+            rows.append(("idle CPU, watcher process (% of one core)",
+                         f"{100 * (own_after - own_before) / args.idle:.2f} %"))
             rows.append(("idle CPU, incl. its git children (% of one core)",
                          f"{100 * (own_after - own_before + children_after - children_before) / args.idle:.2f} %"))
             rows.append(("idle resident memory, watcher process", f"{rss_mb(pid):.0f} MB"))

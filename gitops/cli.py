@@ -8,9 +8,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import EngineError, GitOpsError, SettingsError
+from .model import DesiredState
+from .plan.model import Plan
 from .settings import StackSettings, read_stack_settings, settings_from_config
+
+# What an engine run needs built; the control plane's binaries are only for `gitops cluster`.
+ENGINE_TOOLS = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes")
 
 
 def project_dir(given: str | None) -> Path:
@@ -31,12 +37,12 @@ def _settings(args: argparse.Namespace) -> tuple[StackSettings, Path]:
     return settings_from_config({k: v for k, v in config.items() if v}), Path.cwd()
 
 
-def _render(settings: StackSettings, root: Path):
+def _render(settings: StackSettings, root: Path) -> DesiredState:
     from .desired import read_desired_state
     from .source.git import GitSource
 
-    source = GitSource(settings.resolved_repo(root))
-    commit = source.resolve(settings.ref)
+    source = GitSource(settings.source.resolved_repo(root))
+    commit = source.resolve(settings.source.ref)
     return read_desired_state(source, commit, settings)
 
 
@@ -56,41 +62,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     # Validate before the engine starts: a broken commit must leave state and cluster untouched.
     state = _render(settings, root)
     print(f"desired state: {len(state.manifests)} objects from {state.repo} at {state.commit[:12]} ({state.path})")
-    ensure_tools(progress=print, names=("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"))
-    env = engine.engine_env()
-    # One engine run of the stack at a time (a watcher's included); under it, what a killed run
+    ensure_tools(progress=print, names=ENGINE_TOOLS)
+    # One engine run of the stack at a time (a watcher's included); in its turn, what a killed run
     # left behind is repaired first, so a `gitops up` after any interruption just works.
-    with engine.run_lock(root, args.stack, env).acquire(wait=True, on_wait=lambda holder: print(
-            f"waiting for another run of stack {args.stack} to finish (pid {holder.get('pid', '?')})", flush=True)):
-        stack = _LazyStack(root, args.stack, env)
-        recovery = engine.recover(root, args.stack, env, stack=stack.get)
+    stack = engine.StackEngine(root, args.stack, engine.engine_env())
+
+    def told(holder: dict[str, Any]) -> None:
+        print(f"waiting for another run of stack {args.stack} to finish (pid {holder.get('pid', '?')})", flush=True)
+
+    with stack.turn(on_wait=told) as recovery:
         for line in recovery.lines():
             print(f"recover: {line}", flush=True)
         try:
-            result = engine.up(stack.get(), state.commit, on_output=None if args.quiet else _print_line,
-                               refresh=args.refresh)
+            result = stack.up(state.commit, on_output=None if args.quiet else _print_line, refresh=args.refresh)
         except EngineError:
             # Damaged state makes the engine fail with a bare "EOF"; a deeper look names the file and the fix.
-            engine.recover(root, args.stack, env, deep=True, stack=stack.get)
+            stack.deep_recover()
             raise
     changes = ", ".join(f"{op} {n}" for op, n in sorted(result.changes.items())) or "no changes"
     print(f"up: stack {result.stack} at {result.commit[:12]}: {changes} in {result.seconds:.1f} s")
     return 0
-
-
-class _LazyStack:
-    """Selects the stack once, when first needed: after recovery has repaired what selecting needs."""
-
-    def __init__(self, root: Path, stack: str, env: dict[str, str]):
-        self.root, self.stack, self.env = root, stack, env
-        self._selected = None
-
-    def get(self):
-        from . import engine
-
-        if self._selected is None:
-            self._selected = engine.select_stack(self.root, self.stack, self.env)
-        return self._selected
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -102,7 +93,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     root = project_dir(args.project_dir)
     settings = read_stack_settings(root, args.stack)
-    ensure_tools(progress=_note, names=("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"))
+    ensure_tools(progress=_note, names=ENGINE_TOOLS)
     plan = preview_plan(root, args.stack, settings, ref=args.ref, repo=args.repo, refresh=not args.no_refresh,
                         progress=_note)
     marker = f"{engine.project_name(root)}/{args.stack}"
@@ -122,16 +113,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _publish(plan, target_text: str, marker: str, with_status: bool) -> None:
+def _publish(plan: Plan, target_text: str, marker: str, with_status: bool) -> None:
     from .plan import render
+    from .plan.github import GitHubClient
+    from .plan.gitlab import GitLabClient
     from .plan.target import parse_target
 
     target = parse_target(target_text)
-    if target.provider == "gitlab":
-        from .plan.gitlab import GitLabClient as Client
-    else:
-        from .plan.github import GitHubClient as Client
-    client = Client.from_environment(os.environ)
+    forge = GitLabClient if target.provider == "gitlab" else GitHubClient
+    client: GitHubClient | GitLabClient = forge.from_environment(os.environ)
     bodies = render.markdown_comments(plan, marker=marker, limit=client.max_comment_chars)
     ids = client.upsert_comments(target.repository, target.number, bodies, marker)
     _note(f"plan posted to {target_text} as {len(ids)} comment(s)")
@@ -156,25 +146,31 @@ def cmd_images(args: argparse.Namespace) -> int:
 
     root = project_dir(args.project_dir)
     settings = read_stack_settings(root, args.stack)
-    source = GitSource(settings.resolved_repo(root))
-    commit = source.resolve(settings.ref)
-    scanner = ImageScanner(os.environ, settings.insecure_registries)
+    source = GitSource(settings.source.resolved_repo(root))
+    commit = source.resolve(settings.source.ref)
+    scanner = ImageScanner(os.environ, settings.images.insecure_registries)
     try:
-        result = scanner.scan(source.read(commit, settings.path), commit, settings,
+        result = scanner.scan(source.read(commit, settings.source.path), commit, settings,
                               f"stacks/Pulumi.{args.stack}.yaml: gitops:imagePolicies")
     finally:
         scanner.close()
     rows = [describe(check) for check in result.checks]
     if args.format == "json":
-        print(json.dumps({"commit": commit, "images": rows, "registry_requests": dict(scanner.requests_made)}, indent=2))
+        print(json.dumps({"commit": commit, "images": rows, "registry_requests": dict(scanner.requests_made)},
+                         indent=2))
         return 0
     if not rows:
-        print(f"no marked image fields at {commit[:12]} ({settings.path})")
+        print(f"no marked image fields at {commit[:12]} ({settings.source.path})")
         return 0
-    print(f"image fields marked for automation at {commit[:12]}, mode {settings.image_mode}:")
+    print(f"image fields marked for automation at {commit[:12]}, mode {settings.images.mode}:")
     for row in rows:
         where = f"{row['subject'] or '-'}" + (f" container {row['container']}" if row["container"] else "")
-        state = "locked" if row["locked"] else ("-> " + str(row["chosen"]) if row["moves"] else "up to date" if row["chosen"] else "no choice")
+        if row["locked"]:
+            state = "locked"
+        elif row["moves"]:
+            state = f"-> {row['chosen']}"
+        else:
+            state = "up to date" if row["chosen"] else "no choice"
         print(f"\n  {row['location']}  {where}\n    {row['field']} follows {row['policy']}: {row['image'] or '?'}"
               f"\n    now {row['current'] or '-'}  {state}\n    {row['reason']}")
     return 0
@@ -201,8 +197,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         parts = subject.split("/")
         kind, namespace, name = (parts[0], "", parts[1]) if len(parts) == 2 else parts
         by_namespace[namespace].append(f"{kind}/{name}")  # kubectl resolves kinds by discovery
-    kubeconfig = settings.resolved_kubeconfig()
-    base = ["kubectl"] + (["--kubeconfig", kubeconfig] if kubeconfig else []) + (["--context", settings.context] if settings.context else [])
+    kubeconfig = settings.cluster.resolved_kubeconfig()
+    context = settings.cluster.context
+    base = ["kubectl", *(["--kubeconfig", kubeconfig] if kubeconfig else []),
+            *(["--context", context] if context else [])]
     for namespace, names in sorted(by_namespace.items()):
         print(f"\n# {'namespace ' + namespace if namespace else 'cluster-scoped'}")
         subprocess.run([*base, "get", *(["-n", namespace] if namespace else []), *names], env=env, check=False)
@@ -255,14 +253,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from . import engine
     from .local.tools import ensure_tools
     from .watch import detach
-    from .watch.loop import Log, Watcher, WatchOptions, install_signal_handlers
+    from .watch.loop import Watcher, WatchOptions, install_signal_handlers
+    from .watch.record import Log
 
     if detach.has_controlling_terminal():
         return detach.run_detached(args.argv)
     root = project_dir(args.project_dir)
     read_stack_settings(root, args.stack)  # a typo in the stack file fails now, not in the loop
     log = Log(args.log_format)
-    ensure_tools(progress=lambda line: log("tools", line), names=("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes"))
+    ensure_tools(progress=lambda line: log("tools", line), names=ENGINE_TOOLS)
     watcher = Watcher(WatchOptions(project_dir=root, stack=args.stack, interval=args.interval,
                                    lock_timeout=args.lock_timeout), log, env=engine.engine_env())
     install_signal_handlers(watcher)
@@ -273,9 +272,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         secret = os.environ.get("GITOPS_WEBHOOK_SECRET", "").encode() or None
         server = serve(parse_listen(args.listen), Endpoints(
             status=watcher.status, metrics=watcher.metrics.render, trigger=watcher.trigger,
-            on_webhook=lambda ok: watcher.metrics.count("webhooks", "accepted" if ok else "rejected"), secret=secret,
+            on_webhook=watcher.metrics.webhook, secret=secret,
             trigger_images=watcher.trigger_images))
-        host, port = server.server_address[:2]
+        host, port = str(server.server_address[0]), server.server_address[1]
         log("http.listen", f"serving /healthz /status /metrics /hooks/git /hooks/registry on {host}:{port}",
             webhooks="on" if secret else "off")
     try:
@@ -291,7 +290,8 @@ def _print_line(line: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gitops", description="Keep a Kubernetes cluster equal to a git config repository, through Pulumi.")
+    parser = argparse.ArgumentParser(
+        prog="gitops", description="Keep a Kubernetes cluster equal to a git config repository, through Pulumi.")
     parser.add_argument("--project-dir", help="folder of Pulumi.yaml (default: current folder or this checkout)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser("render", help="print the desired state as YAML; touches no cluster")
     source_flags(render)
-    render.add_argument("--show-secrets", action="store_true", help="print Secret values instead of hashes")
+    render.add_argument("--show-secrets", action="store_true", help="print Secret values (redacted by default)")
     render.set_defaults(func=cmd_render)
 
     up = commands.add_parser("up", help="apply the desired state of a stack")
@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--repo", help="read the ref from this clone of the config repo (e.g. a fork's checkout)")
     preview.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     preview.add_argument("--comment", metavar="github:OWNER/REPO#N",
-                         help="post the plan on a pull request (or gitlab:GROUP/PROJECT!IID), editing its earlier comment")
+                         help="post the plan on a pull request (or gitlab:GROUP/PROJECT!IID), editing its earlier "
+                              "comment")
     preview.add_argument("--status", action="store_true", help="with --comment: also set a commit status on the ref")
     preview.add_argument("--detailed-exitcode", action="store_true", help="exit 0 no changes, 2 changes, 1 error")
     preview.add_argument("--no-refresh", action="store_true",
@@ -364,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except GitOpsError as e:
         print(f"gitops: {e}", file=sys.stderr)
         return 1

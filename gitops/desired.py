@@ -9,6 +9,7 @@ import gc
 import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, Protocol
 
 import yaml
 
@@ -17,7 +18,7 @@ from .manifests.load import IGNORE_FILE, Document, load_documents, select_manife
 from .manifests.validate import validate
 from .model import DesiredState, Manifest
 from .settings import StackSettings
-from .source.git import GitSource, SourceFile
+from .source.git import SourceFile
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -53,20 +54,29 @@ def desired_state_from_files(files: Sequence[SourceFile], *, repo: str, commit: 
     return DesiredState(repo=repo, commit=commit, path=path, manifests=manifests)
 
 
-def read_desired_state(source: GitSource, commit: str, settings: StackSettings,
+class FileSource(Protocol):
+    """What reading the desired state needs of a source: a `GitSource`, or a stand-in in the watcher."""
+
+    @property
+    def label(self) -> str: ...
+
+    def read(self, commit: str, path: str = ".") -> list[SourceFile]: ...
+
+
+def read_desired_state(source: FileSource, commit: str, settings: StackSettings,
                        rewrite: Callable[[list[SourceFile]], list[SourceFile]] | None = None) -> DesiredState:
     """`rewrite` changes files before they are parsed: image tags chosen in read-only mode."""
-    files = source.read(commit, settings.path)
+    files = source.read(commit, settings.source.path)
     if rewrite is not None:
         files = rewrite(files)
-    return desired_state_from_files(files, repo=source.label, commit=commit, path=settings.path,
-                                    namespace=settings.namespace, cluster_kinds=settings.cluster_kinds)
+    return desired_state_from_files(files, repo=source.label, commit=commit, path=settings.source.path,
+                                    namespace=settings.program.namespace, cluster_kinds=settings.program.cluster_kinds)
 
 
 REDACTED = "<redacted>"
 
 
-def redacted_secret(manifest: Manifest) -> dict:
+def redacted_secret(manifest: Manifest) -> dict[str, Any]:
     """A Secret with its keys kept and values hidden. No hash either: short secrets would fall to guessing."""
     body = dict(manifest.body)
     for key in ("data", "stringData"):
@@ -82,7 +92,8 @@ def is_secret(manifest: Manifest) -> bool:
 
 def to_yaml(state: DesiredState, show_secrets: bool = False) -> str:
     """A YAML stream of the desired state, each object headed by where it was written."""
-    parts = [f"# repo: {state.repo}\n# commit: {state.commit}\n# path: {state.path}\n# objects: {len(state.manifests)}\n"]
+    parts = [f"# repo: {state.repo}\n# commit: {state.commit}\n# path: {state.path}\n"
+             f"# objects: {len(state.manifests)}\n"]
     for manifest in state.manifests:
         body = manifest.body if show_secrets or not is_secret(manifest) else redacted_secret(manifest)
         parts.append(f"---\n# {manifest.id.subject} from {manifest.origin}\n"

@@ -6,7 +6,7 @@ The only module that imports `pulumi_kubernetes`. Run by `pulumi up` through the
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pulumi
@@ -16,8 +16,8 @@ from .desired import read_desired_state
 from .errors import GitOpsError
 from .model import DesiredState
 from .resources import ResourceSpec, resource_specs
-from .settings import NAMESPACE, StackSettings, settings_from_config
-from .source.git import GitSource
+from .settings import NAMESPACE, PROGRAM_KEYS, StackSettings, settings_from_config
+from .source.git import GitSource, SourceFile
 
 # Set by `gitops up`/the watcher: the commit it already resolved and rendered, so the program
 # deploys exactly that commit even if the ref moves while the engine starts.
@@ -27,8 +27,6 @@ REPO_ENV = "GITOPS_REPO"
 # Set by the watcher in read-only image mode: policy -> tag, applied to the marked fields as the
 # files are read, so the accepted tags are deployed without a commit.
 IMAGE_TAGS_ENV = "GITOPS_IMAGE_TAGS"
-_SETTING_KEYS = ("repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds",
-                 "kubeQps", "kubeBurst")
 
 
 class KubernetesObject(pulumi.CustomResource):
@@ -43,7 +41,7 @@ class KubernetesObject(pulumi.CustomResource):
 
 def stack_settings() -> StackSettings:
     config = pulumi.Config(NAMESPACE)
-    present = {key: value for key in _SETTING_KEYS if (value := config.get(key)) is not None}
+    present = {key: value for key in PROGRAM_KEYS if (value := config.get(key)) is not None}
     return settings_from_config(present)
 
 
@@ -63,12 +61,12 @@ def register(state: DesiredState, settings: StackSettings) -> list[KubernetesObj
     # ConfigMaps and Secrets are updated in place, as `kubectl apply`, Flux and Argo CD do; the
     # provider's default would replace them (new UID) on every data change. Objects marked
     # `immutable: true` are still replaced, as Kubernetes requires.
-    provider = k8s.Provider("cluster", kubeconfig=settings.resolved_kubeconfig(), context=settings.context,
-                            enable_server_side_apply=True, enable_config_map_mutable=True,
-                            enable_secret_mutable=True,
-                            kube_client_settings=k8s.KubeClientSettingsArgs(qps=settings.kube_qps,
-                                                                            burst=settings.kube_burst))
-    specs = resource_specs(state, skip_await=settings.skip_await, builtin_versions=builtin_versions())
+    provider = k8s.Provider("cluster", kubeconfig=settings.cluster.resolved_kubeconfig(),
+                            context=settings.cluster.context, enable_server_side_apply=True,
+                            enable_config_map_mutable=True, enable_secret_mutable=True,
+                            kube_client_settings=k8s.KubeClientSettingsArgs(qps=settings.cluster.kube_qps,
+                                                                            burst=settings.cluster.kube_burst))
+    specs = resource_specs(state, skip_await=settings.program.skip_await, builtin_versions=builtin_versions())
     by_name: dict[str, KubernetesObject] = {}
     # Specs come in file order, but a dependency may be declared in a later file.
     for spec in _dependencies_first(specs):
@@ -76,7 +74,7 @@ def register(state: DesiredState, settings: StackSettings) -> list[KubernetesObj
             provider=provider,
             depends_on=[by_name[n] for n in spec.depends_on],
             aliases=[pulumi.Alias(type_=t) for t in spec.alias_types],
-            retain_on_delete=not settings.prune,
+            retain_on_delete=not settings.program.prune,
             additional_secret_outputs=list(spec.secret_fields),
         )
         by_name[spec.name] = KubernetesObject(spec, opts)
@@ -89,7 +87,7 @@ def _dependencies_first(specs: Sequence[ResourceSpec]) -> list[ResourceSpec]:
     return [s for s in specs if s.name in needed] + [s for s in specs if s.name not in needed]
 
 
-def image_rewrite(encoded: str | None, path: str):
+def image_rewrite(encoded: str | None, path: str) -> Callable[[list[SourceFile]], list[SourceFile]] | None:
     if not encoded:
         return None
     from .images.automation import apply_choices, decode_choices
@@ -102,15 +100,17 @@ def run(project_dir: str | None = None) -> None:
     """Entry point of the Pulumi program."""
     try:
         settings = stack_settings()
-        source = GitSource(os.environ.get(REPO_ENV) or settings.resolved_repo(Path(project_dir or os.getcwd())))
-        commit = os.environ.get(COMMIT_ENV) or source.resolve(settings.ref)
-        state = read_desired_state(source, commit, settings, rewrite=image_rewrite(os.environ.get(IMAGE_TAGS_ENV), settings.path))
+        source = GitSource(os.environ.get(REPO_ENV)
+                           or settings.source.resolved_repo(Path(project_dir or os.getcwd())))
+        commit = os.environ.get(COMMIT_ENV) or source.resolve(settings.source.ref)
+        rewrite = image_rewrite(os.environ.get(IMAGE_TAGS_ENV), settings.source.path)
+        state = read_desired_state(source, commit, settings, rewrite=rewrite)
     except GitOpsError as e:
         # A clean message instead of a traceback; nothing has been registered yet.
         raise pulumi.RunError(str(e)) from e
     register(state, settings)
     pulumi.export("repo", state.repo)
-    pulumi.export("ref", settings.ref)
+    pulumi.export("ref", settings.source.ref)
     pulumi.export("commit", state.commit)
     pulumi.export("path", state.path)
     pulumi.export("objectCount", len(state.manifests))

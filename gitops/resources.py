@@ -47,7 +47,8 @@ def logical_name(object_id: ObjectId) -> str:
 def resource_specs(state: DesiredState, skip_await: bool = False,
                    builtin_versions: Mapping[tuple[str, str], Sequence[str]] | None = None) -> list[ResourceSpec]:
     """One spec per object. `builtin_versions` maps (group, kind) to every version the provider knows."""
-    namespaces = {m.id.name: logical_name(m.id) for m in state.manifests if (m.id.group, m.id.kind) == ("", "Namespace")}
+    namespaces = {m.id.name: logical_name(m.id) for m in state.manifests
+                  if (m.id.group, m.id.kind) == ("", "Namespace")}
     crds: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
     for m in state.manifests:
         if (m.id.group, m.id.kind) == CRD_KIND and (defined := crd_defines(m.body)):

@@ -1,15 +1,19 @@
-"""Stack settings: read once, from the stack's Pulumi config or CLI flags, into one frozen value.
+"""Stack settings: each key declared once, grouped by concern, read once into frozen values.
 
-Keys live in the `gitops:` namespace of a stack file (`stacks/Pulumi.<stack>.yaml`). Values may
+Keys live in the `gitops:` namespace of a stack file (`stacks/Pulumi.<stack>.yaml`). Each is
+declared below with its name, type (its parser), default and meaning; `settings_table()` renders
+those declarations as the README's table, and a unit test keeps the README equal to it. Values may
 come as YAML types (read from the file) or as strings (read through `pulumi.Config`), so each
 parser accepts both.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping
+import string
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,99 +21,68 @@ from typing import Any
 import yaml
 
 from .errors import SettingsError
+from .paths import cluster_root
+from .urls import is_remote
 
 NAMESPACE = "gitops"
 
 # The value of `gitops:kubeconfig` that means "the control plane `gitops cluster up` started".
 LOCAL_CLUSTER = "local"
 
+# What an image commit message template may use (see `images.message`).
+TEMPLATE_FIELDS = ("summary", "images")
+
+Parser = Callable[[str, Any], Any]
+
 
 @dataclass(frozen=True)
-class StackSettings:
-    repo: str
-    """Config repository: a local path (relative to the project), `file://`, `https://` or ssh URL."""
-    ref: str = "HEAD"
-    """Branch, tag or commit. `HEAD` follows the remote's default branch (or a local repo's checkout)."""
-    path: str = "."
-    """Folder inside the repo whose manifests are the desired state."""
-    namespace: str = "default"
-    """Namespace for namespaced objects that name none, as `kubectl apply -n` would do."""
-    prune: bool = True
-    """Delete objects removed from git. Off: they are only forgotten by Pulumi and stay in the cluster."""
-    kubeconfig: str | None = None
-    """Path of the kubeconfig; `local` for the local control plane; unset for the ambient one."""
-    context: str | None = None
-    """Context in the kubeconfig; unset for its current context."""
-    skip_await: bool = False
-    """Skip the provider's readiness waits (for clusters that never make Pods ready)."""
-    cluster_kinds: tuple[str, ...] = ()
-    """Extra cluster-scoped kinds as `Kind.group`, for custom resources whose CRD is not in the repo."""
-    kube_qps: float = 200.0
-    """Requests per second the provider may send the API server. The provider's own 50 made a
-    refresh of 1,000 objects wait ~30 s on its client-side throttle; the API server's priority
-    and fairness still protects it, and a stack has one writer."""
-    kube_burst: int = 400
-    """Requests the provider may send at once above `kube_qps`."""
-    drift_interval: float | None = 300.0
-    """Watcher: seconds between drift checks (refresh against the cluster); 0 turns them off."""
-    drift_mode: str = "correct"
-    """Watcher: `correct` puts hand edits back to git; `report` only logs and records them."""
-    max_delete_percent: float = 50.0
-    """Watcher: refuse a commit that deletes more than this share of the stack's objects."""
-    allow_mass_delete: bool = False
-    """Watcher: apply such a commit anyway."""
-    image_policies: Mapping[str, Any] = field(default_factory=dict)
-    """Image tag policies by name (`image`, `semver`, `pattern`, `extract`, `order`), checked by `images.policy`."""
-    image_policy_file: str = ".gitops/images.yaml"
-    """More policies, in the config repo, relative to `path`; hidden, so never deployed. Missing is fine."""
-    image_interval: float | None = 120.0
-    """Watcher: seconds between registry scans; 0 turns scanning off (webhooks still scan)."""
-    image_mode: str = "commit"
-    """`commit` writes accepted tags to git and deploys that commit; `readonly` deploys them without
-    writing to git (as Flux v1's `--git-readonly`); `off` ignores the markers."""
-    image_push_branch: str | None = None
-    """Push image updates to this branch (for review) instead of the stack's ref."""
-    image_author: str = "gitops <gitops@localhost>"
-    """Author and committer of image update commits, as `Name <email>`."""
-    image_commit_message: str | None = None
-    """Template of the commit message; `{summary}` and `{images}` are filled in. Unset: a standard message."""
-    insecure_registries: tuple[str, ...] = ()
-    """Registries spoken to over plain HTTP (loopback ones always are)."""
+class Key:
+    """The declaration of one setting."""
 
-    def resolved_repo(self, project_dir: Path) -> str:
-        """A local path made absolute against the project, so the program and the CLI agree."""
-        if is_remote(self.repo):
-            return self.repo
-        return str((project_dir / os.path.expanduser(self.repo)).resolve())
-
-    def resolved_kubeconfig(self) -> str | None:
-        if self.kubeconfig is None:
-            return None
-        if self.kubeconfig == LOCAL_CLUSTER:
-            from .local.cluster import default_root  # late: keeps settings free of I/O modules
-
-            return str(default_root() / "kubeconfig")
-        return os.path.expanduser(self.kubeconfig)
+    name: str
+    """As written in the stack file, without the `gitops:` prefix."""
+    parse: Parser
+    shown: str
+    """The default as the README shows it."""
+    meaning: str
+    """What it does and why its default is what it is, as the README says it."""
 
 
-def is_remote(repo: str) -> bool:
-    """A URL (`https://`, `ssh://`, `file://`) or git's scp-like `git@host:org/repo`; else a local path."""
-    head = repo.split("/", 1)[0]
-    return "://" in repo or (":" in head and "@" in head)
+def setting(name: str, default: Any, meaning: str, parse: Parser, shown: str | None = None) -> Any:
+    """A dataclass field declaring the stack setting `name`."""
+    key = Key(name, parse, shown if shown is not None else _shown(default), meaning)
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: type(default)(default), metadata={"key": key})
+    return field(default=default, metadata={"key": key})
 
 
-def _bool(key: str, value: Any) -> bool:
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, float):
+        return f"`{default:g}`"
+    return f"`{json.dumps(default) if isinstance(default, dict | list) else default}`"
+
+
+# ---------------------------------------------------------------- parsers: (key, raw value) -> value
+
+
+def text(key: str, value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def flag(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1", "on"):
+    word = str(value).strip().lower()
+    if word in ("true", "yes", "1", "on"):
         return True
-    if text in ("false", "no", "0", "off"):
+    if word in ("false", "no", "0", "off"):
         return False
     raise SettingsError(f"{NAMESPACE}:{key} must be true or false, not {value!r}")
 
 
-def _list(key: str, value: Any) -> tuple[str, ...]:
+def names(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         # `pulumi.Config` hands structured values over as JSON text.
         try:
@@ -121,77 +94,49 @@ def _list(key: str, value: Any) -> tuple[str, ...]:
     return tuple(v.strip() for v in value if v.strip())
 
 
-def _number(key: str, value: Any) -> float:
+def number(key: str, value: Any) -> float:
     try:
-        number = float(value)
+        parsed = float(value)
     except (TypeError, ValueError) as e:
         raise SettingsError(f"{NAMESPACE}:{key} must be a number, not {value!r}") from e
-    if number < 0:
+    if parsed < 0 or parsed != parsed:
         raise SettingsError(f"{NAMESPACE}:{key} must not be negative, not {value!r}")
-    return number
+    return parsed
 
 
-def _percent(key: str, value: Any) -> float:
-    number = _number(key, value)
-    if number > 100:
+def interval(key: str, value: Any) -> float | None:
+    """Seconds; 0 turns the thing off (None)."""
+    return number(key, value) or None
+
+
+def positive(key: str, value: Any) -> float:
+    parsed = number(key, value)
+    if not parsed:
+        raise SettingsError(f"{NAMESPACE}:{key} must be more than 0, not {value!r}")
+    return parsed
+
+
+def count(key: str, value: Any) -> int:
+    return int(positive(key, value))
+
+
+def percent(key: str, value: Any) -> float:
+    parsed = number(key, value)
+    if parsed > 100:
         raise SettingsError(f"{NAMESPACE}:{key} is a percentage (0-100), not {value!r}")
-    return number
+    return parsed
 
 
-def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
-    text = str(value).strip()
-    if text not in choices:
-        raise SettingsError(f"{NAMESPACE}:{key} must be one of {', '.join(choices)}, not {value!r}")
-    return text
+def choice(*choices: str) -> Parser:
+    def parse(key: str, value: Any) -> str:
+        word = str(value).strip()
+        if word not in choices:
+            raise SettingsError(f"{NAMESPACE}:{key} must be one of {', '.join(choices)}, not {value!r}")
+        return word
+    return parse
 
 
-def settings_from_config(config: Mapping[str, Any]) -> StackSettings:
-    """Build settings from `gitops:` keys (with or without the prefix)."""
-    values = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
-    known = {"repo", "ref", "path", "namespace", "prune", "kubeconfig", "context", "skipAwait", "clusterKinds",
-             "kubeQps", "kubeBurst",
-             "driftInterval", "driftMode", "maxDeletePercent", "allowMassDelete", "imagePolicies", "imagePolicyFile",
-             "imageInterval", "imageMode", "imagePushBranch", "imageAuthor", "imageCommitMessage",
-             "insecureRegistries"}
-    unknown = sorted(k for k in values if k not in known and ":" not in k)
-    if unknown:
-        raise SettingsError(f"unknown setting(s) {', '.join(f'{NAMESPACE}:{k}' for k in unknown)}; known: {', '.join(sorted(known))}")
-    repo = values.get("repo")
-    if not repo:
-        raise SettingsError(f"{NAMESPACE}:repo is required (a git URL or a local path)")
-
-    def text(key: str, default: str | None) -> str | None:
-        value = values.get(key)
-        return default if value in (None, "") else str(value)
-
-    return StackSettings(
-        repo=str(repo),
-        ref=text("ref", "HEAD") or "HEAD",
-        path=(text("path", ".") or ".").strip("/") or ".",
-        namespace=text("namespace", "default") or "default",
-        prune=_bool("prune", values.get("prune", True)),
-        kubeconfig=text("kubeconfig", None),
-        context=text("context", None),
-        skip_await=_bool("skipAwait", values.get("skipAwait", False)),
-        cluster_kinds=_list("clusterKinds", values.get("clusterKinds", [])),
-        kube_qps=_number("kubeQps", values.get("kubeQps", 200)) or 200.0,
-        kube_burst=int(_number("kubeBurst", values.get("kubeBurst", 400))) or 400,
-        drift_interval=_number("driftInterval", values.get("driftInterval", 300)) or None,
-        drift_mode=_choice("driftMode", values.get("driftMode", "correct"), ("correct", "report")),
-        max_delete_percent=_percent("maxDeletePercent", values.get("maxDeletePercent", 50)),
-        allow_mass_delete=_bool("allowMassDelete", values.get("allowMassDelete", False)),
-        image_policies=_mapping("imagePolicies", values.get("imagePolicies", {})),
-        image_policy_file=text("imagePolicyFile", ".gitops/images.yaml") or ".gitops/images.yaml",
-        image_interval=_number("imageInterval", values.get("imageInterval", 120)) or None,
-        image_mode=_choice("imageMode", values.get("imageMode", "commit"), ("commit", "readonly", "off")),
-        image_push_branch=text("imagePushBranch", None),
-        image_author=_author(values.get("imageAuthor", "gitops <gitops@localhost>")),
-        image_commit_message=text("imageCommitMessage", None),
-        insecure_registries=_list("insecureRegistries", values.get("insecureRegistries", [])),
-    )
-
-
-def _mapping(key: str, value: Any) -> Mapping[str, Any]:
+def mapping(key: str, value: Any) -> Mapping[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value) if value.strip() else {}
@@ -202,15 +147,190 @@ def _mapping(key: str, value: Any) -> Mapping[str, Any]:
     return value
 
 
-def _author(value: Any) -> str:
-    text = str(value).strip()
-    if not re.fullmatch(r"[^<>]+ <[^<>@\s]+@[^<>\s]*>", text):
-        raise SettingsError(f"{NAMESPACE}:imageAuthor must look like `Name <email>`, not {value!r}")
-    return text
+def author(key: str, value: Any) -> str:
+    written = str(value).strip()
+    if not re.fullmatch(r"[^<>]+ <[^<>@\s]+@[^<>\s]*>", written):
+        raise SettingsError(f"{NAMESPACE}:{key} must look like `Name <email>`, not {value!r}")
+    return written
 
 
-def split_author(author: str) -> tuple[str, str]:
-    name, _, email = author.rpartition(" <")
+def template(key: str, value: Any) -> str | None:
+    written = text(key, value)
+    if written is not None:
+        check_template(written)
+    return written
+
+
+def check_template(written: str) -> None:
+    """Raise SettingsError unless a commit message template uses only `TEMPLATE_FIELDS`."""
+    allowed = ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
+    try:
+        parsed = list(string.Formatter().parse(written))
+    except ValueError as e:
+        raise SettingsError(f"commit message template is malformed ({e}); use {allowed}, "
+                            "and {{ }} for braces") from e
+    for _literal, name, _spec, _conversion in parsed:
+        # Attribute and index lookups (`{summary.__class__}`) are refused with the rest.
+        if name is not None and name not in TEMPLATE_FIELDS:
+            shown = "{" + name + "}" if name else "{} (positional)"
+            raise SettingsError(f"commit message template has unknown placeholder {shown}; use {allowed}")
+    try:
+        written.format(**dict.fromkeys(TEMPLATE_FIELDS, ""))
+    except (ValueError, TypeError) as e:  # a bad format spec such as `{summary:d}`
+        raise SettingsError(f"commit message template cannot be rendered: {e}") from e
+
+
+def folder(key: str, value: Any) -> str:
+    return (text(key, value) or ".").strip("/") or "."
+
+
+# ---------------------------------------------------------------- the settings, by concern
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Which commit of which repository, and which folder of it, is the desired state."""
+
+    repo: str = setting("repo", "", "config repository: local path (relative to the project), `https://`, "
+                        "`ssh://`, `git@host:org/repo`, or `file://` URL", text, shown="(required)")
+    ref: str = setting("ref", "HEAD", "branch, tag or commit; `HEAD` is the remote's default branch (or a local "
+                       "repo's checkout)", text)
+    path: str = setting("path", ".", "folder in the repo whose manifests are the desired state", folder)
+
+    def resolved_repo(self, project_dir: Path) -> str:
+        """A local path made absolute against the project, so the program and the CLI agree."""
+        if is_remote(self.repo):
+            return self.repo
+        return str((project_dir / os.path.expanduser(self.repo)).resolve())
+
+
+@dataclass(frozen=True)
+class ProgramSettings:
+    """How the manifests become Pulumi resources."""
+
+    namespace: str = setting("namespace", "default", "namespace for namespaced objects that name none, as "
+                             "`kubectl apply -n` would use", text)
+    prune: bool = setting("prune", True, "delete objects removed from git; `false` only forgets them (Pulumi "
+                          "`retainOnDelete`; takes effect for objects applied while it is off)", flag)
+    skip_await: bool = setting("skipAwait", False, "add `pulumi.com/skipAwait: \"true\"` to every object: no "
+                               "readiness waits (for clusters that never run Pods)", flag)
+    cluster_kinds: tuple[str, ...] = setting(
+        "clusterKinds", (), "extra cluster-scoped kinds as `Kind.group`, for custom resources whose CRD is not in "
+        "the repo (e.g. `[ClusterIssuer.cert-manager.io]`); kinds not known to be cluster-scoped are treated as "
+        "namespaced", names, shown="`[]`")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Which cluster, and how hard the provider may talk to it."""
+
+    kubeconfig: str | None = setting("kubeconfig", None, "kubeconfig path, or `local` for the control plane of "
+                                     "`gitops cluster up`", text, shown="ambient (`$KUBECONFIG`, `~/.kube/config`)")
+    context: str | None = setting("context", None, "context in that kubeconfig", text, shown="current context")
+    kube_qps: float = setting("kubeQps", 200.0, "requests per second the provider may send the API server; the "
+                              "provider's own 50 made a refresh of 1,000 objects wait ~30 s on its client-side "
+                              "throttle (the API server's priority and fairness still protects it)", positive,
+                              shown="`200`")
+    kube_burst: int = setting("kubeBurst", 400, "requests the provider may send at once above `kubeQps`", count)
+
+    def resolved_kubeconfig(self) -> str | None:
+        if self.kubeconfig is None:
+            return None
+        if self.kubeconfig == LOCAL_CLUSTER:
+            return str(cluster_root() / "kubeconfig")
+        return os.path.expanduser(self.kubeconfig)
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """What the watcher does between commits."""
+
+    drift_interval: float | None = setting("driftInterval", 300.0, "watcher: seconds between drift checks (a "
+                                           "refresh against the cluster); `0` turns them off", interval, shown="`300`")
+    drift_mode: str = setting("driftMode", "correct", "watcher: `correct` puts hand edits back to git (refresh, "
+                              "then `up`); `report` only logs and records them (preview-only refresh)",
+                              choice("correct", "report"))
+    max_delete_percent: float = setting("maxDeletePercent", 50.0, "watcher: refuse a commit that would delete more "
+                                        "than this share of the stack's objects (an emptied or renamed folder)",
+                                        percent, shown="`50`")
+    allow_mass_delete: bool = setting("allowMassDelete", False, "watcher: apply such a commit anyway", flag)
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Image automation: which tags to follow, and how accepted tags reach git."""
+
+    policies: Mapping[str, Any] = setting("imagePolicies", {}, "image tag policies by name (see [Image "
+                                          "automation](#image-automation))", mapping)
+    policy_file: str = setting("imagePolicyFile", ".gitops/images.yaml", "more policies in the config repo, "
+                               "relative to `path` (hidden, so never deployed); missing is fine", text)
+    interval: float | None = setting("imageInterval", 120.0, "watcher: seconds between registry scans; `0`: only "
+                                     "the registry webhook scans", interval, shown="`120`")
+    mode: str = setting("imageMode", "commit", "`commit`: write accepted tags to git, then deploy that commit; "
+                        "`readonly`: deploy them without writing to git; `off`: ignore markers",
+                        choice("commit", "readonly", "off"))
+    push_branch: str | None = setting("imagePushBranch", None, "push image commits to this branch instead, for "
+                                      "review; deployed once merged", text, shown="(the stack's ref)")
+    author: str = setting("imageAuthor", "gitops <gitops@localhost>", "author and committer of image commits, "
+                          "`Name <email>`", author, shown="`gitops <gitops@localhost>`")
+    commit_message: str | None = setting("imageCommitMessage", None, "commit message template; `{summary}` (one "
+                                         "line) and `{images}` (one line per image) are filled in; any other "
+                                         "placeholder is refused when the settings are read", template,
+                                         shown="standard")
+    insecure_registries: tuple[str, ...] = setting("insecureRegistries", (), "registries spoken to over plain HTTP "
+                                                   "(loopback ones always are)", names, shown="`[]`")
+
+
+GROUPS = {"source": SourceSettings, "program": ProgramSettings, "cluster": ClusterSettings, "watch": WatchSettings,
+          "images": ImageSettings}
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    source: SourceSettings
+    program: ProgramSettings = ProgramSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    watch: WatchSettings = WatchSettings()
+    images: ImageSettings = ImageSettings()
+
+
+def keys(*groups: type) -> dict[str, tuple[str, Key]]:
+    """Setting name -> (attribute, declaration), for the given groups (default: all)."""
+    found = {}
+    for group in groups or tuple(GROUPS.values()):
+        for f in dataclasses.fields(group):
+            key: Key = f.metadata["key"]
+            found[key.name] = (f.name, key)
+    return found
+
+
+# The keys the Pulumi program needs: the rest only matter to the watcher and image automation.
+PROGRAM_KEYS = tuple(keys(SourceSettings, ProgramSettings, ClusterSettings))
+
+
+def settings_from_config(config: Mapping[str, Any]) -> StackSettings:
+    """Build settings from `gitops:` keys (with or without the prefix); every problem named."""
+    values = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in config.items()}
+    known = keys()
+    unknown = sorted(k for k in values if k not in known and ":" not in k)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {', '.join(f'{NAMESPACE}:{k}' for k in unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
+    if not values.get("repo"):
+        raise SettingsError(f"{NAMESPACE}:repo is required (a git URL or a local path)")
+    groups = {}
+    for name, group in GROUPS.items():
+        parsed = {}
+        for f in dataclasses.fields(group):
+            key: Key = f.metadata["key"]
+            if values.get(key.name) not in (None, ""):
+                parsed[f.name] = key.parse(key.name, values[key.name])
+        groups[name] = group(**parsed)
+    return StackSettings(**groups)
+
+
+def split_author(written: str) -> tuple[str, str]:
+    name, _, email = written.rpartition(" <")
     return name.strip(), email.rstrip(">")
 
 
@@ -227,7 +347,7 @@ def read_stack_settings(project_dir: Path, stack: str) -> StackSettings:
         raise SettingsError(f"no stack file {path}; create it with the gitops:repo setting") from e
     except yaml.YAMLError as e:
         raise SettingsError(f"{path}: invalid YAML: {e}") from e
-    config = document.get("config") or {}
+    config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
         raise SettingsError(f"{path}: `config` must be a mapping")
     ours = {k: v for k, v in config.items() if str(k).startswith(f"{NAMESPACE}:")}
@@ -235,3 +355,14 @@ def read_stack_settings(project_dir: Path, stack: str) -> StackSettings:
         return settings_from_config(ours)
     except SettingsError as e:
         raise SettingsError(f"{path}: {e}") from e
+
+
+def settings_table(groups: Iterable[type] = ()) -> str:
+    """The README's table of settings, from the declarations."""
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{NAMESPACE}:{name}` | {key.shown} | {key.meaning} |" for name, (_, key) in keys(*groups).items()]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from gitops.images.registry import parse_challenge
-from gitops.local.registry import TokenAuth
+
+from registry_server import TokenAuth
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 _DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -174,7 +175,7 @@ class _Server:
 
 
 class _QuietHandler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
@@ -239,7 +240,7 @@ class TokenServer(_Server):
         server = self
 
         class Handler(_QuietHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 with server._lock:
                     server.token_requests += 1
                 query = parse_qs(urlsplit(self.path).query)
@@ -258,7 +259,7 @@ class TokenServer(_Server):
                     subject = server.username
                 token = server.issue(subject, query.get("scope", []))
                 body = {server.token_field: token, "expires_in": server.expires_in,
-                        "issued_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+                        "issued_at": dt.datetime.now(dt.UTC).isoformat()}
                 self.reply(200, json.dumps(body).encode())
 
         return Handler
@@ -266,7 +267,7 @@ class TokenServer(_Server):
 
 def _self_signed(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
@@ -387,7 +388,8 @@ class FaultProxy(_Server):
                     if name.lower() not in _HOP_BY_HOP:
                         self.send_header(name, value)
                 # HEAD answers carry the blob's length but no body.
-                length = upstream.headers.get("Content-Length", "0") if self.command == "HEAD" else len(upstream.content)
+                length = (upstream.headers.get("Content-Length", "0") if self.command == "HEAD"
+                          else len(upstream.content))
                 self.send_header("Content-Length", str(length))
                 self.end_headers()
                 if self.command != "HEAD":

@@ -2,6 +2,7 @@
 language host, provider) at once, as when a pod is killed; and waiting on conditions, not on time."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,7 +10,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 
 # Every wait below is this many times what an idle machine needs: a wait ends as soon as its
 # condition holds, so the slack costs nothing when things work, and a loaded machine (CI beside a
@@ -45,15 +45,11 @@ def kill_session(process: subprocess.Popen) -> None:
     their own, but they stay in the session."""
     for _ in range(3):  # a member may be forking as we go
         for pid in session_pids(process.pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     process.wait()
     wait_for(lambda: not session_pids(process.pid), 30, "the killed session's processes to go", 0.05)
 

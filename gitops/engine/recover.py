@@ -7,17 +7,19 @@ leftover raises `StateDamagedError`, naming the file and the manual step.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pulumi import automation as auto
+from pulumi.automation._stack import ImportResource  # the TypedDict `import_resources` takes; not re-exported
 
 from ..errors import EngineError, StateDamagedError
 from ..state.leftovers import Leftover, PendingOperation, pending_operations, repair, survey
 from ..state.locks import PulumiLock
-from .workspace import backend, last_lines, project_name, select_stack
+from .workspace import backend, cli_error, project_name, select_stack
 
 
 @dataclass(frozen=True)
@@ -97,30 +99,31 @@ def _resolve(select: Callable[[], auto.Stack], pending: tuple[PendingOperation, 
         stack.refresh(show_secrets=False, color="never", clear_pending_creates=True, on_output=None,
                       suppress_progress=True)
     except auto.errors.CommandError as e:
-        raise EngineError(f"cannot resolve the pending operations of an interrupted run: {last_lines(e)}") from e
+        raise EngineError(f"cannot resolve the pending operations of an interrupted run: {cli_error(e)}") from e
     return Resolved(pending, adopted, missed)
 
 
 def _adopt(stack: auto.Stack, creates: list[PendingOperation]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Import the objects of pending creates that exist; (adopted, not there) by logical name."""
-    imports, names = [], {}
+    imports: list[ImportResource] = []
+    names: dict[str, str] = {}
     for op in creates:
         entry = _import_entry(op, names)
         if entry is not None:
             imports.append(entry)
     if not imports:
         return (), tuple(op.urn for op in creates)
-    try:
+    # Objects the killed run never created "do not exist" and fail the import; what was there is
+    # imported all the same, and the state says which.
+    with contextlib.suppress(auto.errors.CommandError):
         stack.import_resources(resources=imports, name_table=names, protect=False, generate_code=False,
                                show_secrets=False, on_output=lambda _: None)
-    except auto.errors.CommandError:
-        pass  # objects the killed run never created "do not exist"; what was there is imported all the same
     present = {r.get("urn") for r in (stack.export_stack().deployment or {}).get("resources") or []}
     adopted = tuple(op.urn for op in creates if op.urn in present)
     return adopted, tuple(op.urn for op in creates if op.urn not in present)
 
 
-def _import_entry(op: PendingOperation, names: dict[str, str]) -> dict | None:
+def _import_entry(op: PendingOperation, names: dict[str, str]) -> ImportResource | None:
     """What `pulumi import` needs for one Kubernetes object: its type, logical name, the provider's
     id for it (`namespace/name`, or `name`), and the same provider and parent the program uses."""
     resource = op.resource
@@ -128,8 +131,9 @@ def _import_entry(op: PendingOperation, names: dict[str, str]) -> dict | None:
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or "::" not in op.urn:
         return None
     namespace = metadata.get("namespace")
-    entry: dict = {"type": resource.get("type"), "name": op.urn.rsplit("::", 1)[1],
-                   "id": f"{namespace}/{metadata['name']}" if isinstance(namespace, str) and namespace else metadata["name"]}
+    entry = ImportResource(
+        type=str(resource.get("type")), name=op.urn.rsplit("::", 1)[1],
+        id=f"{namespace}/{metadata['name']}" if isinstance(namespace, str) and namespace else metadata["name"])
     provider = str(resource.get("provider") or "")
     if provider:
         names.setdefault("provider", provider.rsplit("::", 1)[0])

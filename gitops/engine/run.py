@@ -17,7 +17,7 @@ from pulumi import automation as auto
 from ..errors import EngineError
 from ..program import COMMIT_ENV, REPO_ENV
 from ..state.backend import Backend
-from .workspace import backend, engine_env, last_lines, project_name, select_stack
+from .workspace import backend, cli_error, engine_env, project_name, select_stack
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,20 @@ class RunResult:
     changes: Mapping[str, int]
     outputs: Mapping[str, object]
     seconds: float
-    events: tuple = field(default=(), repr=False)
 
     @property
     def changed(self) -> bool:
         return any(count for op, count in self.changes.items() if op != "same")
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        subjects = self.outputs.get("subjects")
+        return tuple(str(s) for s in subjects) if isinstance(subjects, list | tuple) else ()
+
+
+# Error diagnostics an `up` failure quotes from the engine's events: the CLI's own text ends with
+# a summary, the typed error events say what failed.
+QUOTED_ERRORS = 5
 
 
 def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None = print,
@@ -40,23 +49,70 @@ def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None =
     """`pulumi up` at a commit the caller has already rendered and validated. `program_env`
     reaches the program only for this run (read-only image tags)."""
     program_env = dict(program_env or {})
-    stack.workspace.env_vars.update({COMMIT_ENV: commit, **program_env})
-    events, record = _recorder(on_event)
+    env_vars = _env_vars(stack)
+    env_vars.update({COMMIT_ENV: commit, **program_env})
+    errors: list[str] = []
+
+    def record(event: auto.EngineEvent) -> None:
+        diagnostic = event.diagnostic_event
+        if diagnostic is not None and diagnostic.severity == "error" and len(errors) < QUOTED_ERRORS:
+            errors.append(diagnostic.message.strip())
+        if on_event:
+            on_event(event)
+
     started = time.monotonic()
     try:
-        result = stack.up(on_output=on_output, on_event=record, show_secrets=False, color="never", refresh=refresh or None,
-                          suppress_progress=on_output is None)
+        result = stack.up(on_output=on_output, on_event=record, show_secrets=False, color="never",
+                          refresh=refresh or None, suppress_progress=on_output is None)
     except auto.errors.ConcurrentUpdateError as e:
-        raise EngineError(f"stack {stack.name} is locked by another update: {last_lines(e)}") from e
+        raise EngineError(f"stack {stack.name} is locked by another update: {cli_error(e)}") from e
     except auto.errors.CommandError as e:
-        raise EngineError(f"pulumi up failed for stack {stack.name}: {last_lines(e)}") from e
+        quoted = "".join(f"\n{line}" for line in errors)
+        raise EngineError(f"pulumi up failed for stack {stack.name}: {cli_error(e)}{quoted}") from e
     finally:
         for key in (COMMIT_ENV, *program_env):
-            stack.workspace.env_vars.pop(key, None)
-    changes = dict(result.summary.resource_changes or {})
-    outputs = {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
-    return RunResult(stack=stack.name, commit=commit, changes=changes, outputs=outputs,
-                     seconds=time.monotonic() - started, events=tuple(events))
+            env_vars.pop(key, None)
+    changes = {str(getattr(op, "value", op)): n for op, n in (result.summary.resource_changes or {}).items()}
+    values = {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
+    return RunResult(stack=stack.name, commit=commit, changes=changes, outputs=values,
+                     seconds=time.monotonic() - started)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    drifted: tuple[str, ...]
+    """Logical names of the objects the cluster holds differently from the state."""
+    changes: Mapping[str, int]
+    seconds: float
+
+
+def refresh(stack: auto.Stack, *, preview_only: bool = False,
+            on_event: Callable[[auto.EngineEvent], None] | None = None) -> RefreshResult:
+    """Read every object from the cluster. `preview_only` changes nothing; otherwise the state
+    takes the cluster's values, so a following `up` sees hand edits as diffs and puts git back."""
+    drifted: list[str] = []
+    changes: dict[str, int] = {}
+
+    def record(event: auto.EngineEvent) -> None:
+        if event.summary_event is not None:
+            # The summary event carries the counts; RefreshResult's own summary is not reliable for
+            # preview-only refreshes (it reported "create" for unchanged resources).
+            changes.update({str(getattr(op, "value", op)): n
+                            for op, n in (event.summary_event.resource_changes or {}).items()})
+        outputs = event.res_outputs_event
+        op = str(getattr(outputs.metadata.op, "value", outputs.metadata.op)) if outputs is not None else "same"
+        if outputs is not None and op not in ("same", "refresh"):
+            drifted.append(outputs.metadata.urn.rsplit("::", 1)[-1])
+        if on_event:
+            on_event(event)
+
+    started = time.monotonic()
+    try:
+        stack.refresh(show_secrets=False, color="never", preview_only=preview_only or None, on_event=record,
+                      on_output=lambda _: None, suppress_progress=True)
+    except auto.errors.CommandError as e:
+        raise EngineError(f"refresh failed for stack {stack.name}: {cli_error(e)}") from e
+    return RefreshResult(tuple(drifted), changes, time.monotonic() - started)
 
 
 def outputs(stack: auto.Stack) -> dict[str, Any]:
@@ -64,7 +120,7 @@ def outputs(stack: auto.Stack) -> dict[str, Any]:
     try:
         values = stack.outputs()
     except auto.errors.CommandError as e:
-        raise EngineError(f"cannot read the outputs of stack {stack.name}: {last_lines(e)}") from e
+        raise EngineError(f"cannot read the outputs of stack {stack.name}: {cli_error(e)}") from e
     return {k: ("[secret]" if v.secret else v.value) for k, v in values.items()}
 
 
@@ -73,7 +129,7 @@ class PreviewResult:
     stack: str
     commit: str
     seconds: float
-    events: tuple = field(default=(), repr=False)
+    events: tuple[auto.EngineEvent, ...] = field(default=(), repr=False)
 
 
 def preview(project_dir: Path, stack_name: str, commit: str, env: Mapping[str, str] | None = None,
@@ -85,18 +141,24 @@ def preview(project_dir: Path, stack_name: str, commit: str, env: Mapping[str, s
     against what the cluster holds, hand edits included, not against the last `up`.
     `repo` reads the commit from another clone of the config repo (a fork's pull request)."""
     env = dict(env or engine_env())
-    events, record = _recorder(on_event)
+    events: list[auto.EngineEvent] = []
+
+    def record(event: auto.EngineEvent) -> None:
+        events.append(event)
+        if on_event:
+            on_event(event)
+
     started = time.monotonic()
     with _sandbox(project_dir, stack_name, env) as sandbox_env:
         stack = select_stack(project_dir, stack_name, sandbox_env)
-        stack.workspace.env_vars[COMMIT_ENV] = commit
+        _env_vars(stack)[COMMIT_ENV] = commit
         if repo:
-            stack.workspace.env_vars[REPO_ENV] = repo
+            _env_vars(stack)[REPO_ENV] = repo
         try:
             stack.preview(on_event=record, refresh=refresh, color="never", on_output=lambda _: None,
                           suppress_progress=True)
         except auto.errors.CommandError as e:
-            raise EngineError(f"pulumi preview failed for stack {stack_name}: {last_lines(e)}") from e
+            raise EngineError(f"pulumi preview failed for stack {stack_name}: {cli_error(e)}") from e
     return PreviewResult(stack=stack_name, commit=commit, seconds=time.monotonic() - started, events=tuple(events))
 
 
@@ -137,13 +199,10 @@ def event_json(value: Any) -> Any:
     return value
 
 
-def _recorder(on_event: Callable[[auto.EngineEvent], None] | None):
-    """A list that keeps every event of a run, and the callback that fills it (and forwards)."""
-    events: list[auto.EngineEvent] = []
-
-    def record(event: auto.EngineEvent) -> None:
-        events.append(event)
-        if on_event:
-            on_event(event)
-
-    return events, record
+def _env_vars(stack: auto.Stack) -> dict[str, str]:
+    """The workspace's environment for the CLI, which this project always builds as a dict: what is
+    set here reaches the next command only."""
+    env = stack.workspace.env_vars
+    if not isinstance(env, dict):
+        raise TypeError("the workspace was made without a mutable env_vars dict")
+    return env

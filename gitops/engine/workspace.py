@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 from pulumi import automation as auto
 
 from ..errors import EngineError
-from ..local.tools import bin_dir, tool_env
-from ..paths import state_root
+from ..paths import bin_dir, state_root, tool_env
 from ..state.backend import Backend
 from ..state.locks import StackLock
+from ..text import last_lines
 
 # The local state's passphrase when the user has set none: local stacks need no ceremony,
 # and real stacks set PULUMI_CONFIG_PASSPHRASE(_FILE) or another secrets provider.
@@ -66,7 +66,7 @@ def select_stack(project_dir: Path, stack: str, env: Mapping[str, str] | None = 
     try:
         return auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir), opts=_options(project_dir, env))
     except auto.errors.CommandError as e:
-        raise EngineError(f"cannot select stack {stack}: {last_lines(e)}") from e
+        raise EngineError(f"cannot select stack {stack}: {cli_error(e)}") from e
 
 
 def _options(work_dir: Path, env: Mapping[str, str]) -> auto.LocalWorkspaceOptions:
@@ -102,7 +102,7 @@ def _salt_stack_file(project_dir: Path, stack: str, env: Mapping[str, str]) -> N
         try:
             auto.create_or_select_stack(stack_name=stack, work_dir=str(root), opts=_options(root, env))
         except auto.errors.CommandError as e:
-            raise EngineError(f"cannot select stack {stack}: {last_lines(e)}") from e
+            raise EngineError(f"cannot select stack {stack}: {cli_error(e)}") from e
         salted_text = (root / "stacks" / path.name).read_text()
         salted = yaml.safe_load(salted_text) or {}
     salt = salted.get(SALT_KEY) if isinstance(salted, dict) else None
@@ -120,13 +120,6 @@ def _salt_stack_file(project_dir: Path, stack: str, env: Mapping[str, str]) -> N
     os.replace(tmp, path)
 
 
-def last_lines(error: Exception, count: int = 12) -> str:
+def cli_error(error: Exception, count: int = 12) -> str:
     """The end of a CLI error's output, where Pulumi puts the reason."""
-    text = str(getattr(error, "stderr", "") or error).strip().splitlines()
-    return "\n".join(line for line in text[-count:] if line.strip())
-
-
-def on_wait_note(note: Callable[[str], None]) -> Callable[[dict], None]:
-    def told(holder: dict) -> None:
-        note(f"waiting for another run of this stack to finish (pid {holder.get('pid', '?')})")
-    return told
+    return "\n".join(last_lines(str(getattr(error, "stderr", "") or error), count))

@@ -71,10 +71,11 @@ def find_all_markers(files: Iterable[SourceFile]) -> tuple[Marker, ...]:
     return tuple(markers)
 
 
-def load_policies(declared: Mapping[str, object], declared_where: str, policy_file: SourceFile | None) -> dict[str, TagPolicy]:
+def load_policies(declared: Mapping[str, object], declared_where: str,
+                  policy_file: SourceFile | None) -> dict[str, TagPolicy]:
     """Policies from the stack settings and the config repo's policy file (`policies:` mapping).
     A name in both is an error: which one wins would be a guess."""
-    policies = {name: policy_from_mapping(name, data, declared_where) for name, data in declared.items()}  # type: ignore[arg-type]
+    policies = {name: policy_from_mapping(name, data, declared_where) for name, data in declared.items()}
     if policy_file is None:
         return policies
     try:

@@ -261,7 +261,8 @@ class _Scanner:
                     or node.style not in (None, "", '"', "'") or self._start(node) == end
                     or self._line_of(self._start(node)) != line):
                 self._problem(end, f"the {SETTER_KEY} comment must directly follow the one-line "
-                                   f"scalar value it marks, e.g. `image: repo:1.2.3 # {{\"{SETTER_KEY}\": \"ns:name\"}}`")
+                                   f"scalar value it marks, e.g. "
+                                   f"`image: repo:1.2.3 # {{\"{SETTER_KEY}\": \"ns:name\"}}`")
                 continue
             ref = self._setter_ref(node, comment)
             if ref is None:
@@ -349,8 +350,10 @@ class _Scanner:
                 except SettingsError as e:
                     self._problem(where, f"{obj.subject}: container {container}: {e}")
                     continue
-                if image.style not in (None, "", '"', "'") or self._line_of(self._start(image)) != self._line_of(self._end(image)):
-                    self._problem(image, f"{obj.subject}: container {container}: the image must be a one-line scalar to be updated")
+                if (image.style not in (None, "", '"', "'")
+                        or self._line_of(self._start(image)) != self._line_of(self._end(image))):
+                    self._problem(image, f"{obj.subject}: container {container}: "
+                                         f"the image must be a one-line scalar to be updated")
                     continue
                 found.append(self._marker(image, _Scalar(image, obj, container, True), "image", ref, policy))
         for container, node in filters.items():
@@ -364,7 +367,8 @@ class _Scanner:
 def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
     if not isinstance(node, yaml.MappingNode):
         return None
-    for k, v in node.value:
+    pairs: list[tuple[yaml.Node, yaml.Node]] = node.value  # the stubs leave a node's value untyped
+    for k, v in pairs:
         if isinstance(k, yaml.ScalarNode) and k.value == key:
             return v
     return None

@@ -3,17 +3,16 @@
 The default message has a one-line subject (`Update image <name> to <tag>`, or `Update images:
 web 1.2.4, api 2.0.1` for several) and one body line per image and old tag, naming the files. A
 user template may rearrange these with `{summary}` (the subject) and `{images}` (the body lines);
-any other placeholder is a settings error, found when the template is checked, not mid-run.
+any other placeholder is a settings error, found when the settings are read, not mid-run.
 """
 from __future__ import annotations
 
-import string
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from ..errors import SettingsError
+from ..settings import check_template
 
-FIELDS = ("summary", "images")
 DEFAULT_TEMPLATE = "{summary}\n\n{images}"
 
 
@@ -44,12 +43,6 @@ def commit_message(updates: Iterable[ImageUpdate | tuple[str, str, str, Sequence
     return text
 
 
-def check_template(template: str) -> None:
-    """Raise SettingsError unless `template` uses only `{summary}` and `{images}`; for settings
-    loading, so a bad template fails at startup rather than at the first update."""
-    _render(template, {name: "" for name in FIELDS})
-
-
 def _normalise(update: ImageUpdate | tuple[str, str, str, Sequence[str]]) -> ImageUpdate:
     image, old, new, paths = update
     return ImageUpdate(image, old or "", new, tuple(sorted(set(paths))))
@@ -74,17 +67,5 @@ def _line(update: ImageUpdate) -> str:
 
 
 def _render(template: str, fields: dict[str, str]) -> str:
-    allowed = ", ".join("{" + name + "}" for name in FIELDS)
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as e:
-        raise SettingsError(f"commit message template is malformed ({e}); use {allowed}, and {{{{ }}}} for braces") from e
-    for _literal, name, _spec, _conversion in parsed:
-        # Attribute and index lookups (`{summary.__class__}`) are refused with the rest.
-        if name is not None and name not in fields:
-            shown = "{" + name + "}" if name else "{} (positional)"
-            raise SettingsError(f"commit message template has unknown placeholder {shown}; use {allowed}")
-    try:
-        return template.format(**fields)
-    except (ValueError, TypeError) as e:  # a bad format spec such as `{summary:d}`
-        raise SettingsError(f"commit message template cannot be rendered: {e}") from e
+    check_template(template)
+    return template.format(**fields)

@@ -509,7 +509,7 @@ def _reason(policy: TagPolicy, compiled: _Compiled, best: tuple[Any, str, str] |
 
 # --- Policies from YAML and from Flux v1 annotations ----------------------------------------
 
-def policy_from_mapping(name: str, data: Mapping[str, Any], where: str) -> TagPolicy:
+def policy_from_mapping(name: str, data: object, where: str) -> TagPolicy:
     """Validate one policy declared in YAML; SettingsError names `where.name.key`.
 
     `where` locates the table of policies, e.g. `stacks/Pulumi.dev.yaml: gitops:imagePolicies`.

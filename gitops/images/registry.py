@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urljoin, urlsplit
@@ -32,7 +32,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from ..errors import RegistryError, SettingsError
-from .reference import HUB_ALIASES, DOCKER_HUB, parse_image
+from ..http import request_failure
+from .reference import DOCKER_HUB, HUB_ALIASES, parse_image
 
 CREDENTIALS_ENV = "GITOPS_REGISTRY_CREDENTIALS"
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -117,7 +118,7 @@ def next_link(header: str | None, base_url: str) -> str | None:
     for match in re.finditer(r"<([^>]*)>([^<]*)", header or ""):
         rel = re.search(r'rel\s*=\s*"?([^";,]*)', match.group(2))
         if rel and "next" in rel.group(1).split():
-            return urljoin(base_url, match.group(1))
+            return urljoin(base_url, str(match.group(1)))
     return None
 
 
@@ -133,7 +134,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -192,7 +193,8 @@ def _env_credentials(text: str | None) -> dict[str, Credentials]:
     for host, value in data.items():
         if isinstance(value, str) and ":" in value:
             user, password = value.split(":", 1)
-        elif isinstance(value, dict) and isinstance(value.get("username"), str) and isinstance(value.get("password"), str):
+        elif (isinstance(value, dict) and isinstance(value.get("username"), str)
+              and isinstance(value.get("password"), str)):
             user, password = value["username"], value["password"]
         else:
             raise SettingsError(f'{CREDENTIALS_ENV}: the entry for {host} must be "user:password" '
@@ -394,7 +396,7 @@ class RegistryClient:
             raise RegistryError(f"no answer from {urlsplit(url).netloc} within {self.timeout:g} s",
                                 host=host, repository=repo) from None
         except requests.RequestException as e:
-            raise RegistryError(f"cannot reach {urlsplit(url).netloc}: {_reason(e)}",
+            raise RegistryError(f"cannot reach {urlsplit(url).netloc}: {request_failure(e)}",
                                 host=host, repository=repo) from None
 
     def _check(self, host: str, repo: str, response: requests.Response,
@@ -421,16 +423,3 @@ class RegistryClient:
 def _as_is(request: requests.PreparedRequest) -> requests.PreparedRequest:
     # Passed as `auth` so requests never swaps our Authorization header for a ~/.netrc entry.
     return request
-
-
-def _reason(error: requests.RequestException) -> str:
-    # requests' messages nest urllib3's ("Max retries exceeded ... NewConnectionError(...)");
-    # the errno text at the bottom is what a person needs.
-    found = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", str(error))
-    if found:
-        return found[-1].strip().rstrip(".")
-    if isinstance(error, requests.exceptions.SSLError):
-        return "TLS handshake failed"
-    if "RemoteDisconnected" in str(error) or "Connection aborted" in str(error):
-        return "connection closed without an answer"
-    return type(error).__name__

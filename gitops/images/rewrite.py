@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
 import yaml
 
@@ -44,7 +45,8 @@ class Edit:
 
 
 def _implicit_tag(plain: str) -> str:
-    return str(_RESOLVER.resolve(yaml.ScalarNode, plain, (True, False)))
+    # types-PyYAML leaves BaseResolver.resolve unannotated.
+    return str(_RESOLVER.resolve(yaml.ScalarNode, plain, (True, False)))  # type: ignore[no-untyped-call]
 
 
 def render_scalar(old_source: str, new_value: str) -> str:
@@ -86,7 +88,7 @@ def apply_edits(text: str, edits: Iterable[Edit]) -> str:
             continue
         placed[offset] = edit
     ordered = sorted(placed.items())
-    for (a, first), (b, second) in zip(ordered, ordered[1:]):
+    for (a, first), (b, second) in pairwise(ordered):
         if a + len(first.old_source) > b:
             problems.append(Problem(second.path, second.line, f"edit of {second.old_source!r} overlaps "
                                                               f"the edit of {first.old_source!r}"))

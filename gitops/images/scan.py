@@ -16,6 +16,7 @@ from ..settings import StackSettings
 from ..source.git import SourceFile
 from . import automation as auto
 from .markers import Marker
+from .policy import TagPolicy
 from .reference import parse_image
 from .registry import CredentialStore, RegistryClient
 
@@ -49,7 +50,7 @@ class ImageScanner:
              settings_where: str) -> ScanResult:
         """ManifestError for malformed markers, SettingsError for bad policies: both before any
         registry request, so a typo costs nothing."""
-        markers = auto.find_all_markers(auto.marked_files(files, settings.path))
+        markers = auto.find_all_markers(auto.marked_files(files, settings.source.path))
         policies = self.policies(files, settings, settings_where)
         self.client.begin_scan()
         tags: dict[str, Sequence[str] | str] = {}
@@ -69,11 +70,12 @@ class ImageScanner:
         return ScanResult(commit, auto.plan_checks(markers, policies, tags), errors)
 
     @staticmethod
-    def policies(files: Sequence[SourceFile], settings: StackSettings, settings_where: str):
-        folder = "" if settings.path in ("", ".") else settings.path.strip("/")
-        policy_path = posixpath.normpath(posixpath.join(folder, settings.image_policy_file))
+    def policies(files: Sequence[SourceFile], settings: StackSettings,
+                 settings_where: str) -> dict[str, TagPolicy]:
+        folder = "" if settings.source.path in ("", ".") else settings.source.path.strip("/")
+        policy_path = posixpath.normpath(posixpath.join(folder, settings.images.policy_file))
         policy_file = next((f for f in files if f.path == policy_path), None)
-        return auto.load_policies(settings.image_policies, settings_where, policy_file)
+        return auto.load_policies(settings.images.policies, settings_where, policy_file)
 
     @property
     def requests_made(self) -> Mapping[str, int]:
@@ -87,6 +89,7 @@ def describe(check: auto.ImageCheck) -> dict[str, object]:
     """One line of `gitops images` / one entry of the watcher's log."""
     marker: Marker = check.marker
     return {"location": marker.location, "subject": marker.subject, "container": marker.container,
-            "field": marker.field, "policy": check.policy.name if check.policy and check.policy.name else marker.policy_ref,
+            "field": marker.field,
+            "policy": check.policy.name if check.policy and check.policy.name else marker.policy_ref,
             "image": check.image, "current": check.current, "chosen": check.chosen, "locked": marker.locked,
             "moves": check.moves, "reason": check.problem or (check.selection.reason if check.selection else "")}

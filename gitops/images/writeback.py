@@ -9,10 +9,8 @@ step runs the git CLI, so a push is judged by its porcelain output and exit code
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import random
-import shutil
 import subprocess
 import tempfile
 import time
@@ -20,11 +18,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypedDict, Unpack
 
 from ..errors import SettingsError, SourceError
 from ..paths import cache_root
-from ..settings import is_remote
-from ..source.git import _git_env, redact
+from ..source.bare import bare_clone, git_env, read_blobs
+from ..text import last_lines
+from ..urls import is_remote, redact
 
 Edit = Callable[[str, bytes], bytes | None]
 """Given a file's path and its content at the head, the new content (None or the same: unchanged)."""
@@ -37,6 +37,14 @@ _BACKOFF_CAP_S = 3.0
 _RACE_REASONS = ("fetch first", "non-fast-forward", "stale info")
 _REMOTE_RACE = ("but expected", "cannot lock ref")
 _EDITABLE_MODES = ("100644", "100755")  # symlinks and submodules are never edited
+
+
+class _RunOptions(TypedDict, total=False):
+    input: bytes | None
+    env: dict[str, str] | None
+    timeout: float
+    check: bool
+    ref: str | None
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ def write_back(target: WriteBack, paths: Sequence[str], edit: Edit, message: str
     label = redact(target.repo)
     wanted = _clean_paths(paths, label)
     url = target.repo if is_remote(target.repo) else str(Path(target.repo).resolve())
-    git = _Git(_cache_clone(url, cache_dir or cache_root() / "writeback"), label)
+    git = _Git(bare_clone(url, cache_dir or cache_root() / "writeback"), label)
     with _locked(git.git_dir):
         branch = git.default_branch() if target.branch == "HEAD" else target.branch.removeprefix("refs/heads/")
         push_to = (target.push_branch or branch).removeprefix("refs/heads/")
@@ -142,9 +150,10 @@ class _Git:
         self.git_dir, self.label = git_dir, label
 
     def run(self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None,
-            timeout: float = _LOCAL_TIMEOUT_S, check: bool = True, ref: str | None = None) -> subprocess.CompletedProcess[bytes]:
+            timeout: float = _LOCAL_TIMEOUT_S, check: bool = True,
+            ref: str | None = None) -> subprocess.CompletedProcess[bytes]:
         # LC_ALL=C: push results are recognised by git's English wording.
-        full_env = {**os.environ, **_git_env(), "LC_ALL": "C", **(env or {})}
+        full_env = {**os.environ, **git_env(), "LC_ALL": "C", **(env or {})}
         try:
             done = subprocess.run(["git", "--git-dir", str(self.git_dir), *args], input=input, env=full_env,
                                   capture_output=True, timeout=timeout, check=False)
@@ -156,7 +165,7 @@ class _Git:
             raise SourceError(f"git {args[0]} failed: {_tail(done.stderr)}", repo=self.label, ref=ref)
         return done
 
-    def out(self, *args: str, **kwargs) -> str:
+    def out(self, *args: str, **kwargs: Unpack[_RunOptions]) -> str:
         return self.run(*args, **kwargs).stdout.decode().strip()
 
     # -- the remote ------------------------------------------------------------------------------
@@ -175,7 +184,8 @@ class _Git:
         refs = sorted(f"refs/heads/{name}" for name in names)
         done = self.run("ls-remote", "origin", *refs, timeout=_NETWORK_TIMEOUT_S, check=False)
         if done.returncode != 0:
-            raise SourceError(f"cannot reach the remote: {_tail(done.stderr)}", repo=self.label, ref=", ".join(sorted(names)))
+            raise SourceError(f"cannot reach the remote: {_tail(done.stderr)}", repo=self.label,
+                              ref=", ".join(sorted(names)))
         heads = {}
         for line in done.stdout.decode().splitlines():
             sha, _, ref = line.partition("\t")
@@ -230,14 +240,8 @@ class _Git:
                 entries.append((path, mode, sha))
         if not entries:
             return {}
-        out = self.run("cat-file", "--batch", input="".join(f"{sha}\n" for _, _, sha in entries).encode()).stdout
-        files, position = {}, 0
-        for path, mode, sha in entries:
-            header_end = out.index(b"\n", position)
-            size = int(out[position:header_end].split()[2])
-            files[path] = (mode, out[header_end + 1:header_end + 1 + size])
-            position = header_end + 1 + size + 1  # each content is followed by a newline
-        return files
+        contents = read_blobs(self.git_dir, [sha for _, _, sha in entries], self.label)
+        return {path: (mode, data) for (path, mode, _), data in zip(entries, contents)}
 
     def commit(self, parent: str, changed: dict[str, tuple[str, bytes]], message: str, author: Author) -> str:
         index = Path(tempfile.mkstemp(prefix="index-", dir=self.git_dir)[1])
@@ -260,26 +264,6 @@ class _Git:
                         input=message.encode(), env=who)
 
 
-def _cache_clone(url: str, cache_dir: Path) -> Path:
-    target = cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".git")
-    if target.exists():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Built aside and renamed, so a concurrent writer never sees a half-made clone.
-    staging = Path(tempfile.mkdtemp(prefix=".new-", dir=cache_dir))
-    env = {**os.environ, **_git_env()}
-    for args in (["init", "-q", "--bare", str(staging)], ["--git-dir", str(staging), "remote", "add", "origin", url]):
-        done = subprocess.run(["git", *args], env=env, capture_output=True, check=False)
-        if done.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise SourceError(f"cannot make the write-back clone: {_tail(done.stderr)}", repo=redact(url))
-    try:
-        os.rename(staging, target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another process won the race
-    return target
-
-
 @contextmanager
 def _locked(git_dir: Path) -> Iterator[None]:
     # Two stacks of one repo share the clone: one write-back at a time keeps refs and index sane.
@@ -292,5 +276,4 @@ def _locked(git_dir: Path) -> Iterator[None]:
 
 
 def _tail(stderr: bytes) -> str:
-    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
-    return redact(" | ".join(lines[-4:])) if lines else "no message from git"
+    return redact(" | ".join(last_lines(stderr, 4))) or "no message from git"

@@ -11,6 +11,7 @@ PIDs we started), which is what lets two clusters coexist and lets
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -18,16 +19,21 @@ import signal
 import subprocess
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Any
 
 import requests
 import yaml
 
 from ..errors import ClusterError
+from ..paths import cluster_root
+from ..procs import pid_alive
+from ..text import log_tail
 from . import pki as pki_mod
 from .ports import free_ports
 
@@ -45,7 +51,7 @@ POD_CIDR = "10.244.0.1/16"
 # Popen objects of the components this process started. Kept referenced so
 # Python neither warns that they still run nor reaps them behind our back;
 # the components are meant to outlive the call (and this process).
-_STARTED: list[subprocess.Popen] = []
+_STARTED: list[subprocess.Popen[bytes]] = []
 
 _STATE_VERSION = 1
 _STOP_GRACE = 10.0
@@ -102,8 +108,7 @@ def _resolve(root: Path | None) -> Path:
 
 
 def default_root() -> Path:
-    env = os.environ.get("GITOPS_CLUSTER_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gitops" / "cluster"
+    return cluster_root()
 
 
 # ---------------------------------------------------------------- public API
@@ -147,7 +152,7 @@ def cluster_up(
     paths.kwok_config.write_bytes(
         resources.files("gitops.local").joinpath("kwok-stages.yaml").read_bytes())
 
-    state = {
+    state: dict[str, Any] = {
         "version": _STATE_VERSION,
         "started_at": time.time(),
         "server": server,
@@ -155,7 +160,7 @@ def cluster_up(
         "processes": {},
     }
     _write_state(paths, state)
-    procs: dict[str, subprocess.Popen] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(name: str, args: list[str], where: str) -> None:
         progress(f"starting {name} on {where}")
@@ -189,8 +194,7 @@ def cluster_up(
         start("kwok", _kwok_args(paths, ports), f"127.0.0.1:{ports['kwok']}")
         _create_node(api, server)
         for name in ("kube-controller-manager", "kube-scheduler"):
-            port = ports[name]
-            wait(name, name, lambda port=port: _ok_self_signed(f"https://127.0.0.1:{port}/healthz"))
+            wait(name, name, partial(_ok_self_signed, f"https://127.0.0.1:{ports[name]}/healthz"))
         wait("kwok", "kwok", lambda: _ok_plain(f"http://127.0.0.1:{ports['kwok']}/healthz"))
 
         wait(f"node {NODE_NAME}", "kwok", lambda: _node_ready(api, server),
@@ -344,7 +348,7 @@ def _kwok_args(paths: ClusterPaths, ports: Mapping[str, int]) -> list[str]:
 # ----------------------------------------------------------------- processes
 
 
-def _spawn(paths: ClusterPaths, name: str, binary: Path, args: list[str]) -> subprocess.Popen:
+def _spawn(paths: ClusterPaths, name: str, binary: Path, args: list[str]) -> subprocess.Popen[bytes]:
     # Inherited ETCD_* variables would silently override etcd's flags.
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
     with open(paths.log(name), "ab") as log:
@@ -361,30 +365,21 @@ def _spawn(paths: ClusterPaths, name: str, binary: Path, args: list[str]) -> sub
         )
 
 
-def _wait_until(paths: ClusterPaths, name: str, proc: subprocess.Popen,
+def _wait_until(paths: ClusterPaths, name: str, proc: subprocess.Popen[bytes],
                 check: Callable[[], bool], deadline: float, timeout: float) -> None:
     while True:
         code = proc.poll()
         if code is not None:
-            raise ClusterError(f"{name} exited with code {code}\n{_log_tail(paths, name)}")
+            raise ClusterError(f"{name} exited with code {code}\n{log_tail(paths.log(name))}")
         if check():
             return
         if time.monotonic() > deadline:
             raise ClusterError(
-                f"{name} not ready within the {timeout:.0f} s start-up timeout\n{_log_tail(paths, name)}")
+                f"{name} not ready within the {timeout:.0f} s start-up timeout\n{log_tail(paths.log(name))}")
         time.sleep(_POLL)
 
 
-def _log_tail(paths: ClusterPaths, name: str, lines: int = 20) -> str:
-    log = paths.log(name)
-    try:
-        tail = log.read_text(errors="replace").splitlines()[-lines:] or ["(empty)"]
-    except OSError:
-        tail = ["(no log)"]
-    return f"last lines of {log}:\n" + "\n".join(tail)
-
-
-def _stop_all(paths: ClusterPaths, state: dict, progress: Callable[[str], None]) -> bool:
+def _stop_all(paths: ClusterPaths, state: dict[str, Any], progress: Callable[[str], None]) -> bool:
     stopped = False
     procs = state.get("processes", {})
     for name in reversed(COMPONENTS):
@@ -431,26 +426,20 @@ def _is_ours(pid: int, binary: str, root: Path) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[0] != "Z":
+    if pid_alive(pid):
         return True
-    # Exiting. If it is our own child (cluster_up and cluster_down in one
-    # process), reap it so the PID is really gone. Blocking, because a Go
-    # program's main thread shows "Z" while its other threads still wind down.
-    try:
+    # Gone or exiting. If it is our own child (cluster_up and cluster_down in one process), reap it
+    # so the PID is really gone. Blocking, because a Go program's main thread shows "Z" while its
+    # other threads still wind down.
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
     return False
 
 
 # ---------------------------------------------------------------------- state
 
 
-def _read_state(paths: ClusterPaths) -> dict | None:
+def _read_state(paths: ClusterPaths) -> dict[str, Any] | None:
     try:
         state = json.loads(paths.state_file.read_text())
     except (OSError, ValueError):
@@ -458,7 +447,7 @@ def _read_state(paths: ClusterPaths) -> dict | None:
     return state if isinstance(state, dict) and state.get("version") == _STATE_VERSION else None
 
 
-def _write_state(paths: ClusterPaths, state: dict) -> None:
+def _write_state(paths: ClusterPaths, state: dict[str, Any]) -> None:
     # Written atomically, so a crash mid-write never loses the PIDs.
     tmp = paths.state_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
@@ -491,7 +480,7 @@ def _remove_owned(paths: ClusterPaths) -> bool:
     return True
 
 
-def _cluster(paths: ClusterPaths, state: dict) -> Cluster:
+def _cluster(paths: ClusterPaths, state: dict[str, Any]) -> Cluster:
     return Cluster(
         root=paths.root,
         kubeconfig=paths.kubeconfig,
@@ -557,7 +546,8 @@ def _etcd_healthy(port: int) -> bool:
     try:
         with requests.Session() as s:
             s.trust_env = False
-            return s.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("health") == "true"
+            health: object = s.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("health")
+            return health == "true"
     except (requests.RequestException, ValueError):
         return False
 

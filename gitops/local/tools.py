@@ -25,15 +25,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
-from .. import paths
 from ..errors import ToolError
+from ..paths import bin_dir, cache_root
+from ..text import last_lines
 
 # The wrapper modules live in the checkout, next to the package.
 TOOLS_SRC = Path(__file__).resolve().parents[2] / "tools"
@@ -109,8 +110,17 @@ PULUMI_KUBERNETES_VERSION = "v4.25.0"
 # provider/v4 has no tags: the proxy serves it only at this commit, the 4.25.0 release.
 PULUMI_KUBERNETES_PROVIDER_MODULE_VERSION = "v4.0.0-20260115033456-f47bc2d6f199"
 
-_K8S = dict(family="kubernetes", version=K8S_VERSION, module="k8s.io/kubernetes",
-            ldflags=_k8s_ldflags(K8S_VERSION), tags=("selinux", "notest"))
+
+class _SharedFields(TypedDict):
+    family: str
+    version: str
+    module: str
+    ldflags: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+_K8S = _SharedFields(family="kubernetes", version=K8S_VERSION, module="k8s.io/kubernetes",
+                     ldflags=_k8s_ldflags(K8S_VERSION), tags=("selinux", "notest"))
 
 TOOL_SPECS: tuple[ToolSpec, ...] = (
     ToolSpec(name="pulumi", version=PULUMI_VERSION, family="pulumi",
@@ -150,15 +160,6 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
 )
 
 
-def cache_root() -> Path:
-    return paths.cache_root()
-
-
-def bin_dir() -> Path:
-    # Named "bin" so that the Automation API's PulumiCommand(root=bin_dir().parent) finds bin/pulumi.
-    return cache_root() / "bin"
-
-
 def family_dir(spec: ToolSpec) -> Path:
     """Cache folder of one build of a family; the version in the name keeps old builds apart.
 
@@ -186,18 +187,6 @@ def wrapper_digest(family: str) -> str:
 
 def cached_path(spec: ToolSpec) -> Path:
     return family_dir(spec) / spec.name
-
-
-def tool_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
-    env["PATH"] = os.pathsep.join(p for p in (str(bin_dir()), env.get("PATH", "")) if p)
-    env["PULUMI_SKIP_UPDATE_CHECK"] = "true"
-    # Fail fast rather than try a download that cannot succeed here.
-    env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] = "true"
-    # Without a `virtualenv` option in Pulumi.yaml the language host runs $PULUMI_PYTHON_CMD,
-    # else python3 from PATH, which need not have the SDK; the interpreter running gitops has it.
-    env.setdefault("PULUMI_PYTHON_CMD", sys.executable)
-    return env
 
 
 def ensure_tools(progress: Callable[[str], None] = print,
@@ -348,9 +337,10 @@ def _build_family(specs: list[ToolSpec], total: int, position: Mapping[str, int]
 def build_times() -> dict[str, float]:
     """Seconds each family's last build took on this machine, for benchmarks and reports."""
     try:
-        return json.loads((cache_root() / "tools" / "build-times.json").read_text())
+        times = json.loads((cache_root() / "tools" / "build-times.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+    return times if isinstance(times, dict) else {}
 
 
 def _record_build_time(key: str, seconds: float) -> None:
@@ -363,7 +353,7 @@ def _record_build_time(key: str, seconds: float) -> None:
 
 def _group_by_options(specs: list[ToolSpec]) -> list[list[ToolSpec]]:
     # One `go build` for binaries sharing flags: they share most packages, so this saves compiles.
-    groups: dict[tuple, list[ToolSpec]] = {}
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...], str], list[ToolSpec]] = {}
     for spec in specs:
         # A package that needs `go generate` is staged in a module of its own: built alone.
         key = (spec.ldflags, spec.tags, spec.name if spec.generate_env is not None else "")
@@ -476,7 +466,7 @@ def _run_go(command: list[str], cwd: Path, env: Mapping[str, str], label: str,
         log.seek(0)
         output = log.read()
     if process.returncode != 0:
-        tail = "\n".join(output.strip().splitlines()[-ERROR_TAIL_LINES:])
+        tail = "\n".join(last_lines(output, ERROR_TAIL_LINES))
         raise ToolError(f"building {label} failed: `{' '.join(command[1:3])}` exited {process.returncode} "
                         f"in {cwd}; last lines of go's output:\n{tail}")
     return output

@@ -9,7 +9,7 @@ import json
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pathspec
 import yaml
@@ -77,7 +77,7 @@ def load_documents(path: str, data: bytes) -> tuple[list[Document], list[Problem
     loader = _Loader(text)
     try:
         while loader.check_node():
-            node = loader.get_node()
+            node = cast(yaml.Node, loader.get_node())  # None only at the end, which check_node() ruled out
             documents.extend(_documents_from_node(path, node, _construct(loader, node)))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
@@ -171,7 +171,8 @@ def _is_list(data: Any) -> bool:
 def _child(node: yaml.Node, key: str) -> yaml.Node | None:
     if not isinstance(node, yaml.MappingNode):
         return None
-    for key_node, value_node in node.value:
+    pairs: list[tuple[yaml.Node, yaml.Node]] = node.value  # the stubs leave a node's value untyped
+    for key_node, value_node in pairs:
         if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
             return value_node
     return None

@@ -57,7 +57,8 @@ def crd_defines(body: Any) -> tuple[str, str, str, tuple[str, ...]] | None:
     kind = names.get("kind") if isinstance(names, dict) else None
     if not (isinstance(group, str) and isinstance(kind, str)):
         return None
-    versions = tuple(v["name"] for v in spec.get("versions") or [] if isinstance(v, dict) and isinstance(v.get("name"), str))
+    versions = tuple(v["name"] for v in spec.get("versions") or []
+                     if isinstance(v, dict) and isinstance(v.get("name"), str))
     return group, kind, str(scope), versions
 
 

@@ -39,7 +39,8 @@ def validate(documents: Sequence[Document], default_namespace: str, cluster_kind
 
 
 def _group_kind(data: Any) -> tuple[str, str] | None:
-    if not isinstance(data, dict) or not isinstance(data.get("apiVersion"), str) or not isinstance(data.get("kind"), str):
+    if (not isinstance(data, dict) or not isinstance(data.get("apiVersion"), str)
+            or not isinstance(data.get("kind"), str)):
         return None
     return split_api_version(data["apiVersion"])[0], data["kind"]
 
@@ -47,7 +48,8 @@ def _group_kind(data: Any) -> tuple[str, str] | None:
 def _to_manifest(doc: Document, default_namespace: str, scopes: Scopes, problems: list[Problem]) -> Manifest | None:
     data = doc.data
     if not isinstance(data, dict):
-        problems.append(Problem(doc.path, doc.line, f"a document must be a mapping (an object), not {_type_name(data)}"))
+        problems.append(Problem(doc.path, doc.line,
+                                f"a document must be a mapping (an object), not {_type_name(data)}"))
         return None
     before = len(problems)
     api_version, kind, metadata = data.get("apiVersion"), data.get("kind"), data.get("metadata")
@@ -63,12 +65,15 @@ def _to_manifest(doc: Document, default_namespace: str, scopes: Scopes, problems
     name, namespace = metadata.get("name"), metadata.get("namespace")
     if "generateName" in metadata:
         problems.append(Problem(doc.path, doc.line_of("metadata.generateName"),
-                                "metadata.generateName is not supported: GitOps needs a stable name; set metadata.name"))
+                                "metadata.generateName is not supported: GitOps needs a stable name; "
+                                "set metadata.name"))
     elif not isinstance(name, str) or not name:
-        problems.append(Problem(doc.path, doc.line_of("metadata.name") if "name" in metadata else doc.line_of("metadata"),
+        problems.append(Problem(doc.path,
+                                doc.line_of("metadata.name") if "name" in metadata else doc.line_of("metadata"),
                                 "missing metadata.name"))
     if namespace is not None and (not isinstance(namespace, str) or not namespace):
-        problems.append(Problem(doc.path, doc.line_of("metadata.namespace"), "metadata.namespace must be a non-empty string"))
+        problems.append(Problem(doc.path, doc.line_of("metadata.namespace"),
+                                "metadata.namespace must be a non-empty string"))
     if len(problems) > before:
         return None
     assert isinstance(api_version, str) and isinstance(kind, str) and isinstance(name, str)
@@ -77,7 +82,8 @@ def _to_manifest(doc: Document, default_namespace: str, scopes: Scopes, problems
         if namespace:
             subject = f"{kind}/{name}"
             problems.append(Problem(doc.path, doc.line_of("metadata.namespace"),
-                                    f"{subject}: {kind} is cluster-scoped and cannot have metadata.namespace ({namespace!r})"))
+                                    f"{subject}: {kind} is cluster-scoped and cannot have metadata.namespace "
+                                    f"({namespace!r})"))
             return None
         namespace = ""
     elif not namespace:
@@ -87,4 +93,5 @@ def _to_manifest(doc: Document, default_namespace: str, scopes: Scopes, problems
 
 
 def _type_name(value: Any) -> str:
-    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(type(value), type(value).__name__)
+    names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return names.get(type(value), type(value).__name__)

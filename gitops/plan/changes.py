@@ -64,19 +64,19 @@ def _change(subject: str, op: Op, step: Mapping[str, Any]) -> Change:
         return Change(subject, op, fields)
     old = step.get("old") or {}
     replace_keys = tuple(step.get("keys") or ()) if op == Op.REPLACE else ()
-    fields = []
+    changed: list[FieldChange] = []
     for path, diff in sorted((step.get("detailed_diff") or {}).items()):
         kind_text = str(diff.get("diff_kind") or diff.get("kind") or "update")
         # input_diff False: the provider compared with the live object (old outputs).
         before = old.get("inputs") if diff.get("input_diff") else (old.get("outputs") or old.get("inputs"))
         old_value, new_value = _lookup(before or {}, path), _lookup(new_inputs, path)
         hidden = _is_secret(path, old_value, secret_object) or _is_secret(path, new_value, secret_object)
-        fields.append(FieldChange(
+        changed.append(FieldChange(
             path=path, kind=_DIFF_KINDS.get(kind_text, "update"),
             old=None if hidden else old_value, new=None if hidden else new_value, secret=hidden,
             replaces=kind_text.endswith("-replace") or path in replace_keys))
-    reasons = replace_keys or tuple(f.path for f in fields if f.replaces)
-    return Change(subject, op, tuple(fields), reasons if op == Op.REPLACE else ())
+    reasons = replace_keys or tuple(f.path for f in changed if f.replaces)
+    return Change(subject, op, tuple(changed), reasons if op == Op.REPLACE else ())
 
 
 def _is_secret(path: str, value: Any, secret_object: bool) -> bool:

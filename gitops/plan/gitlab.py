@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import requests
 
 from ..errors import SettingsError
-from .github import ApiTransport, Comment, HeaderAuth, check_bodies, ok_or_gone, shorten, sync_comments
+from .forge import ApiTransport, Comment, CommentThread, HeaderAuth, shorten, upsert_comments
 
 DEFAULT_API_URL = "https://gitlab.com/api/v4"
 STATES = ("pending", "running", "success", "failed", "canceled")
@@ -65,21 +65,10 @@ class GitLabClient:
                 if not (isinstance(n, dict) and n.get("system"))]
 
     def upsert_comments(self, project: str, number: int, bodies: Sequence[str], marker: str) -> list[int]:
-        """As `GitHubClient.upsert_comments`, with notes; returns the note ids in part order."""
-        check_bodies(bodies, marker, self.max_comment_chars, "GitLab")
+        """`forge.upsert_comments` on the merge request's notes."""
         notes = f"{_mr(project, number)}/notes"
-        sync = sync_comments(self.comments(project, number), bodies, marker)
-        ids = []
-        for body, old in sync.pairs:
-            if old is None:
-                ids.append(self._http.create(notes, {"body": body}))
-            else:
-                if old.body != body:
-                    self._http.request("PUT", f"{notes}/{old.id}", {"body": body})
-                ids.append(old.id)
-        for old in sync.delete:
-            self._http.request("DELETE", f"{notes}/{old.id}", ok=ok_or_gone)
-        return ids
+        return upsert_comments(self._http, CommentThread(notes, lambda i: f"{notes}/{i}", "PUT"),
+                               lambda: self.comments(project, number), bodies, marker, self.max_comment_chars)
 
     def set_status(self, project: str, sha: str, state: str, description: str,
                    context: str = "gitops/preview", target_url: str | None = None) -> None:

@@ -6,13 +6,13 @@ Built from the engine's typed preview events (never from its text output), rende
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from ..errors import Problem
 
 
-class Op(str, Enum):
+class Op(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     REPLACE = "replace"

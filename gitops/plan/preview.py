@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from pulumi import automation as auto
+
 from .. import engine
 from ..desired import read_desired_state
 from ..errors import EngineError, ManifestError, SourceError
@@ -20,8 +22,8 @@ def preview_plan(project_dir: Path, stack: str, settings: StackSettings, ref: st
                  progress: Callable[[str], None] = lambda _: None) -> Plan:
     """The plan of `ref` (default: the stack's own ref). Failures become the plan's problems or
     error, so a CI job always has something to post."""
-    ref = ref or settings.ref
-    repo_path = repo or settings.resolved_repo(project_dir)
+    ref = ref or settings.source.ref
+    repo_path = repo or settings.source.resolved_repo(project_dir)
     try:
         source = GitSource(repo_path)
         commit = source.resolve(ref)
@@ -37,7 +39,7 @@ def preview_plan(project_dir: Path, stack: str, settings: StackSettings, ref: st
     seen = [0]
     total = len(state.manifests)
 
-    def on_event(event) -> None:
+    def on_event(event: auto.EngineEvent) -> None:
         # A person at a terminal sees the engine move; a 1,000-object preview takes half a minute.
         step = event.resource_pre_event
         if step is not None and str(getattr(step.metadata.op, "value", step.metadata.op)) != "refresh":

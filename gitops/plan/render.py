@@ -20,7 +20,6 @@ import yaml
 
 from .model import Change, FieldChange, Op, Plan
 
-GITHUB_COMMENT_LIMIT = 65_536
 RISK_ORDER = (Op.DELETE, Op.REPLACE, Op.UPDATE, Op.CREATE)
 COUNT_ORDER = (Op.CREATE, Op.UPDATE, Op.REPLACE, Op.DELETE)  # the order people read "2 to add, 1 to destroy" in
 
@@ -70,9 +69,9 @@ def _replace_phrase(change: Change, code: Callable[[str], str]) -> str:
 
 def _where(plan: Plan, code: Callable[[str], str] = str) -> str:
     """`main (abc1234)`, or just `abc1234` when the ref is the commit itself."""
-    short = plan.commit[:7] if plan.commit else None
-    if short is None:
+    if not plan.commit:
         return code(plan.ref)
+    short = plan.commit[:7]
     if _HEX.match(plan.ref) and plan.commit.startswith(plan.ref.lower()):
         return code(short)
     return f"{code(plan.ref)} ({code(short)})"
@@ -341,8 +340,10 @@ def _problem_blocks(plan: Plan) -> list[_Block]:
     for i, p in enumerate(plan.problems):
         line = f"{p.path}:{p.line}: {p.message}"
         item = f"- {code(line)}"
-        blocks.append(_Block(item, "problems", heading, i == 0, True,
-                             lambda budget, line=line: f"- {code(_cut(line, budget - 12, 'message'))}"))
+
+        def fold(budget: int, line: str = line) -> str:
+            return f"- {code(_cut(line, budget - 12, 'message'))}"
+        blocks.append(_Block(item, "problems", heading, i == 0, True, fold))
     return blocks
 
 
@@ -391,7 +392,7 @@ def to_markdown(plan: Plan, *, marker: str) -> str:
     return markdown_comments(plan, marker=marker, limit=10**12)[0]
 
 
-def markdown_comments(plan: Plan, *, marker: str, limit: int = GITHUB_COMMENT_LIMIT) -> list[str]:
+def markdown_comments(plan: Plan, *, marker: str, limit: int) -> list[str]:
     """The plan as comment bodies of at most `limit` characters each.
 
     The first carries the title and the counts; objects are never split between comments, and

@@ -6,12 +6,7 @@ commit is not already cached, so a reconcile whose ref has not moved makes no fe
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +14,9 @@ import git
 
 from ..errors import SourceError
 from ..paths import cache_root
-from ..settings import is_remote
+from ..text import last_lines
+from ..urls import is_remote, redact
+from .bare import bare_clone, git_env, read_blobs
 
 _SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _NETWORK_TIMEOUT_S = 60
@@ -33,16 +30,6 @@ class SourceFile:
     data: bytes
 
 
-def redact(url: str) -> str:
-    """Drop credentials from `https://user:token@host/...` before a URL reaches any message."""
-    return re.sub(r"(?<=://)[^/@]+@", "***@", url)
-
-
-def _git_env() -> dict[str, str]:
-    # Never wait on a password prompt: a watcher has no terminal.
-    return {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GCM_INTERACTIVE": "never"}
-
-
 class GitSource:
     """One config repository. Cheap to create; all state lives in git itself."""
 
@@ -50,7 +37,7 @@ class GitSource:
         self.repo = repo
         self.label = redact(repo)
         if is_remote(repo):
-            self._git_repo = self._cached_clone(repo, cache_dir or cache_root() / "repos")
+            self._git_repo = git.Repo(bare_clone(repo, cache_dir or cache_root() / "repos"))
             self._remote = True
         else:
             try:
@@ -87,16 +74,16 @@ class GitSource:
 
     def _local_commit(self, ref: str) -> str | None:
         try:
-            return self._git_repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+            return str(self._git_repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}"))
         except git.GitCommandError:
             return None
 
     def _ls_remote(self, ref: str) -> str | None:
         try:
-            out = self._git_repo.git.ls_remote("origin", env=_git_env(), kill_after_timeout=_NETWORK_TIMEOUT_S)
+            out = str(self._git_repo.git.ls_remote("origin", env=git_env(), kill_after_timeout=_NETWORK_TIMEOUT_S))
         except git.GitCommandError as e:
             raise SourceError(f"cannot reach the remote: {_last_line(e)}", repo=self.label, ref=ref) from e
-        refs = {}
+        refs: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, name = line.partition("\t")
             refs[name] = sha
@@ -112,7 +99,7 @@ class GitSource:
                  else [f"+{ref}:refs/gitops/{ref.removeprefix('refs/')}"])
         try:
             self._git_repo.git.fetch("--no-tags", "origin", *specs,
-                                     env=_git_env(), kill_after_timeout=_NETWORK_TIMEOUT_S)
+                                     env=git_env(), kill_after_timeout=_NETWORK_TIMEOUT_S)
         except git.GitCommandError as e:
             raise SourceError(f"fetch failed: {_last_line(e)}", repo=self.label, ref=ref) from e
 
@@ -123,7 +110,7 @@ class GitSource:
         folder = "" if path in ("", ".") else path.strip("/")
         repo = self._git_repo
         try:
-            listing = repo.git.ls_tree("-r", "-z", "--full-tree", commit, "--", folder or ".")
+            listing = str(repo.git.ls_tree("-r", "-z", "--full-tree", commit, "--", folder or "."))
         except git.GitCommandError as e:
             raise SourceError(f"cannot read commit: {_last_line(e)}", repo=self.label, ref=commit, path=path) from e
         blobs: list[tuple[str, str]] = []
@@ -132,58 +119,22 @@ class GitSource:
             _mode, kind, sha = meta.split()
             if kind == "blob":  # submodules are not part of the desired state
                 blobs.append((file_path, sha))
-        contents = self._read_blobs([sha for _, sha in blobs])
+        contents = read_blobs(self._git_repo.git_dir, [sha for _, sha in blobs], self.label)
         files = [SourceFile(file_path, data) for (file_path, _), data in zip(blobs, contents)]
         if not files and folder and not self._is_tree(commit, folder):
             raise SourceError("path not found in the commit", repo=self.label, ref=commit, path=path)
         files.sort(key=lambda f: f.path)
         return files
 
-    def _read_blobs(self, shas: list[str]) -> list[bytes]:
-        """All blobs in one `git cat-file --batch` round trip: a repo of thousands of files
-        would otherwise pay one request/response per file."""
-        if not shas:
-            return []
-        done = subprocess.run(["git", "--git-dir", self._git_repo.git_dir, "cat-file", "--batch"],
-                              input="\n".join(shas).encode() + b"\n", capture_output=True, check=False)
-        if done.returncode != 0:
-            raise SourceError(f"cannot read files: {done.stderr.decode(errors='replace').strip()}", repo=self.label)
-        out, position, contents = done.stdout, 0, []
-        for sha in shas:
-            header_end = out.index(b"\n", position)
-            header = out[position:header_end].split()
-            if len(header) != 3 or header[1] != b"blob":
-                raise SourceError(f"object {sha} is missing from the repository", repo=self.label)
-            size = int(header[2])
-            contents.append(out[header_end + 1:header_end + 1 + size])
-            position = header_end + 1 + size + 1  # the content is followed by a newline
-        return contents
-
     def _is_tree(self, commit: str, folder: str) -> bool:
         try:
-            return self._git_repo.git.cat_file("-t", f"{commit}:{folder}") == "tree"
+            return str(self._git_repo.git.cat_file("-t", f"{commit}:{folder}")) == "tree"
         except git.GitCommandError:
             return False
 
     # -- the cache ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _cached_clone(url: str, cache_dir: Path) -> git.Repo:
-        target = cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:24] + ".git")
-        if target.exists():
-            return git.Repo(target)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        # Build it aside and rename, so a concurrent reader never sees a half-made cache repo.
-        staging = Path(tempfile.mkdtemp(prefix=".new-", dir=cache_dir))
-        repo = git.Repo.init(staging, bare=True)
-        repo.create_remote("origin", url)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)  # another process won the race
-        return git.Repo(target)
-
 
 def _last_line(error: git.GitCommandError) -> str:
-    text = (error.stderr or str(error)).strip().splitlines()
-    return redact(text[-1].strip().removeprefix("stderr: ").strip("'")) if text else "git failed"
+    text = last_lines(str(error.stderr or error), 1)
+    return redact(text[0].removeprefix("stderr: ").strip("'")) if text else "git failed"

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .backend import StackFiles
 from .locks import PulumiLock, pulumi_locks
@@ -46,7 +48,7 @@ class PendingOperation:
 
     type: str
     urn: str
-    resource: dict = field(repr=False, hash=False, compare=False)
+    resource: dict[str, Any] = field(repr=False, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class Survey:
         return bool(self.live_locks)
 
 
-EMPTY_SIDE_FILE = "metadata side file left empty or cut short by an interrupted write (the backend reads a missing one as no metadata)"
+EMPTY_SIDE_FILE = ("metadata side file left empty or cut short by an interrupted write (the backend reads a missing "
+                   "one as no metadata)")
 TEMPORARY = "temporary file of a write that was interrupted before it was renamed into place"
 
 
@@ -107,7 +110,8 @@ def survey(files: StackFiles, *, deep: bool = False) -> Survey:
             leftovers.append(Leftover(side, "metadata side file of that lock"))
     damage, pending = _checkpoint(files) if deep else ([], None)
     if not files.checkpoint():
-        backup = next((p.with_name(p.name + ".bak") for p in files.checkpoints if p.with_name(p.name + ".bak").is_file()), None)
+        backups = (p.with_name(p.name + ".bak") for p in files.checkpoints)
+        backup = next((b for b in backups if b.is_file()), None)
         if backup is not None:
             damage.append(Damage(backup, "the stack's checkpoint is missing but this backup of it is here",
                                  f"Restore it (`cp {backup} {backup.with_suffix('')}`) and run `gitops up --refresh`, "
@@ -171,8 +175,9 @@ def _checkpoint(files: StackFiles) -> tuple[list[Damage], tuple[PendingOperation
             return [], None  # no zstd reader here; the engine reports its own errors for it
         document = json.loads(raw)
     except (OSError, ValueError, EOFError, gzip.BadGzipFile) as e:
-        return [Damage(path, f"the checkpoint cannot be read ({type(e).__name__}: {str(e)[:120]}); "
-                             "an interrupted run cannot cut it short, so this is not repaired automatically", restore)], None
+        problem = (f"the checkpoint cannot be read ({type(e).__name__}: {str(e)[:120]}); an interrupted run "
+                   "cannot cut it short, so this is not repaired automatically")
+        return [Damage(path, problem, restore)], None
     latest = (document.get("checkpoint") or {}).get("latest") if isinstance(document, dict) else None
     if latest is None:
         return [], ()
@@ -181,12 +186,13 @@ def _checkpoint(files: StackFiles) -> tuple[list[Damage], tuple[PendingOperation
     return [], pending_operations(latest)
 
 
-def pending_operations(deployment: dict) -> tuple[PendingOperation, ...]:
+def pending_operations(deployment: Mapping[str, Any]) -> tuple[PendingOperation, ...]:
     """The pending operations of a deployment (a checkpoint's `latest`, or `pulumi stack export`'s)."""
     operations = []
     for op in deployment.get("pending_operations") or []:
         if isinstance(op, dict):
-            resource = op.get("resource") if isinstance(op.get("resource"), dict) else {}
+            found = op.get("resource")
+            resource: dict[str, Any] = found if isinstance(found, dict) else {}
             operations.append(PendingOperation(type=str(op.get("type", "?")), urn=str(resource.get("urn", "?")),
                                                resource=resource))
     return tuple(operations)

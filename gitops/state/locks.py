@@ -22,8 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import LockError
+from ..procs import pid_alive
 from .backend import StackFiles
 
 
@@ -49,7 +51,7 @@ class StackLock:
         self._fd: int | None = None
 
     def acquire(self, *, wait: bool = False, timeout: float | None = None, poll: float = 0.2,
-                on_wait: Callable[[dict], None] | None = None,
+                on_wait: Callable[[dict[str, Any]], None] | None = None,
                 cancelled: Callable[[], bool] = lambda: False) -> StackLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -78,11 +80,13 @@ class StackLock:
         self._fd = fd
         return self
 
-    def holder(self) -> dict:
+    def holder(self) -> dict[str, Any]:
+        """Who holds the lock, as its holder wrote it (informative only)."""
         try:
-            return json.loads(self.path.read_text() or "{}")
+            value = json.loads(self.path.read_text() or "{}")
         except (OSError, ValueError):
             return {}
+        return value if isinstance(value, dict) else {}
 
     def release(self) -> None:
         if self._fd is not None:
@@ -97,24 +101,8 @@ class StackLock:
         self.release()
 
 
-def _describe(holder: dict) -> str:
+def _describe(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid', '?')} on {holder.get('hostname', '?')} since {holder.get('since', '?')}"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A killed process stays a zombie until its parent reaps it, and in a container whose init
-    # never reaps, that is forever: a zombie holds nothing, so it counts as gone.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux): trust kill(0)
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def pulumi_locks(files: StackFiles) -> list[PulumiLock]:
@@ -128,5 +116,6 @@ def pulumi_locks(files: StackFiles) -> list[PulumiLock]:
                 data = {}
             pid = data.get("pid") if isinstance(data, dict) else None
             host = data.get("hostname") if isinstance(data, dict) else None
-            found.append(PulumiLock(path, pid if isinstance(pid, int) else None, host if isinstance(host, str) else None))
+            found.append(PulumiLock(path, pid if isinstance(pid, int) else None,
+                                    host if isinstance(host, str) else None))
     return found

@@ -38,4 +38,5 @@ def check_deletions(current: Iterable[str], desired: Iterable[str], *, max_delet
     shown = ", ".join(deleted[:10]) + (f", and {len(deleted) - 10} more" if len(deleted) > 10 else "")
     return GuardVerdict(False, deleted, total,
                         f"refused: {summary}, more than gitops:maxDeletePercent {max_delete_percent:g}%: {shown}. "
-                        "If this is intended, set gitops:allowMassDelete: true for one run, or raise gitops:maxDeletePercent")
+                        "If this is intended, set gitops:allowMassDelete: true for one run, or raise "
+                        "gitops:maxDeletePercent")

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 class Metrics:
     """Updated by the loop thread, read by the HTTP threads; one lock guards every field."""
 
-    cycles: Counter = field(default_factory=Counter)  # by result: nothing, applied, drift, error, ...
-    changes: Counter = field(default_factory=Counter)  # by Pulumi operation: create, update, delete, ...
-    errors: Counter = field(default_factory=Counter)  # by kind: source, manifest, guard, engine, settings
-    webhooks: Counter = field(default_factory=Counter)  # by result: accepted, rejected
-    ref_checks: Counter = field(default_factory=Counter)  # by result: ok, error (one ls-remote each for a remote)
-    image_scans: Counter = field(default_factory=Counter)  # by result: ok, error
-    image_updates: Counter = field(default_factory=Counter)  # by mode: commit, readonly
-    registry_requests: Counter = field(default_factory=Counter)  # by registry host (tokens included)
+    cycles: Counter[str] = field(default_factory=Counter)  # by result: nothing, applied, drift, error, ...
+    changes: Counter[str] = field(default_factory=Counter)  # by Pulumi operation: create, update, delete, ...
+    errors: Counter[str] = field(default_factory=Counter)  # by kind: source, manifest, guard, engine, settings
+    webhooks: Counter[str] = field(default_factory=Counter)  # by result: accepted, rejected
+    ref_checks: Counter[str] = field(default_factory=Counter)  # by result: ok, error (one ls-remote each for a remote)
+    image_scans: Counter[str] = field(default_factory=Counter)  # by result: ok, error
+    image_updates_by_mode: Counter[str] = field(default_factory=Counter)  # commit, readonly
+    registry_requests_by_host: Counter[str] = field(default_factory=Counter)  # tokens included
     up_runs: int = 0
     up_seconds_sum: float = 0.0
     up_seconds_last: float = 0.0
@@ -34,14 +34,36 @@ class Metrics:
                 if op != "same":
                     self.changes[op] += count
 
-    def count(self, counter: str, label: str, amount: int = 1) -> None:
-        with self._lock:
-            getattr(self, counter)[label] += amount
+    def cycle(self, result: str) -> None:
+        """One cycle, by result: nothing, backoff, stalled, changed, unchanged, error."""
+        self._add(self.cycles, result)
+
+    def error(self, kind: str) -> None:
+        self._add(self.errors, kind)
+
+    def ref_check(self, ok: bool) -> None:
+        self._add(self.ref_checks, "ok" if ok else "error")
+
+    def webhook(self, accepted: bool) -> None:
+        self._add(self.webhooks, "accepted" if accepted else "rejected")
+
+    def image_scan(self, ok: bool) -> None:
+        self._add(self.image_scans, "ok" if ok else "error")
+
+    def image_updates(self, mode: str, count: int) -> None:
+        self._add(self.image_updates_by_mode, mode, count)
+
+    def registry_requests(self, host: str, count: int) -> None:
+        self._add(self.registry_requests_by_host, host, count)
 
     def drift(self, found: bool) -> None:
         with self._lock:
             self.drift_checks += 1
             self.drift_found += int(found)
+
+    def _add(self, counter: Counter[str], label: str, amount: int = 1) -> None:
+        with self._lock:
+            counter[label] += amount
 
     def render(self) -> str:
         with self._lock:
@@ -76,7 +98,8 @@ def render_metrics(m: Metrics) -> str:
     family("gitops_watch_errors_total", "counter", "Failed cycles by kind of error.",
            [(_labels("kind", k), v) for k, v in sorted(m.errors.items())])
     family("gitops_watch_drift_checks_total", "counter", "Drift checks run.", [("", m.drift_checks)])
-    family("gitops_watch_drift_detected_total", "counter", "Drift checks that found a difference.", [("", m.drift_found)])
+    family("gitops_watch_drift_detected_total", "counter", "Drift checks that found a difference.",
+           [("", m.drift_found)])
     family("gitops_watch_webhooks_total", "counter", "Webhook requests by result.",
            [(_labels("result", k), v) for k, v in sorted(m.webhooks.items())])
     family("gitops_watch_ref_checks_total", "counter", "Resolutions of the ref (one ls-remote each for a remote repo).",
@@ -84,7 +107,7 @@ def render_metrics(m: Metrics) -> str:
     family("gitops_watch_image_scans_total", "counter", "Image scans by result.",
            [(_labels("result", k), v) for k, v in sorted(m.image_scans.items())])
     family("gitops_watch_image_updates_total", "counter", "Image fields moved to a new tag, by mode.",
-           [(_labels("mode", k), v) for k, v in sorted(m.image_updates.items())])
+           [(_labels("mode", k), v) for k, v in sorted(m.image_updates_by_mode.items())])
     family("gitops_watch_registry_requests_total", "counter", "Registry API requests by host.",
-           [(_labels("host", k), v) for k, v in sorted(m.registry_requests.items())])
+           [(_labels("host", k), v) for k, v in sorted(m.registry_requests_by_host.items())])
     return "\n".join(lines) + "\n"

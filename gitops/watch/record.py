@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-
-def utc(wall: float | None = None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall if wall is not None else time.time()))
+from ..engine import event_json
+from .status import utc
 
 
 class Log:
@@ -37,3 +36,25 @@ def write_json(path: Path, value: object) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
     os.replace(tmp, path)
+
+
+class Record:
+    """`runs/<time>-<action>-<commit>/`: the engine's events as they come, and a summary at the end."""
+
+    def __init__(self, runs: Path, action: str, commit: str):
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time() % 1:.3f}"[1:]
+        self.path = runs / f"{stamp}-{action}-{commit[:12]}"
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.started_at, self.started_epoch = utc(), time.time()
+        self._events = (self.path / "events.jsonl").open("w")
+
+    def engine_event(self, event: Any) -> None:
+        """One of the engine's typed events, as a JSON line (secrets come masked from the engine)."""
+        self._events.write(json.dumps(event_json(event), default=str) + "\n")
+
+    def finish(self, summary: dict[str, Any]) -> dict[str, Any]:
+        self._events.close()
+        done = {**summary, "started_at": self.started_at, "started_epoch": self.started_epoch,
+                "finished_at": utc(), "finished_epoch": time.time()}
+        write_json(self.path / "summary.json", done)
+        return {**done, "record": str(self.path)}

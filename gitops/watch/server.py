@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from ..errors import SettingsError
 
@@ -42,7 +43,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Endpoints:
-    status: Callable[[], dict]
+    status: Callable[[], dict[str, Any]]
     metrics: Callable[[], str]
     trigger: Callable[[], None]
     on_webhook: Callable[[bool], None]
@@ -70,7 +71,7 @@ def serve(listen: tuple[str, int], endpoints: Endpoints) -> ThreadingHTTPServer:
         def _json(self, code: int, value: object) -> None:
             self._send(code, (json.dumps(value, indent=2) + "\n").encode())
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._send(200, b"ok\n", "text/plain; charset=utf-8")
             elif self.path == "/status":
@@ -80,7 +81,7 @@ def serve(listen: tuple[str, int], endpoints: Endpoints) -> ThreadingHTTPServer:
             else:
                 self._json(404, {"error": "not found"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             hooks = {"/hooks/git": endpoints.trigger, "/hooks/registry": endpoints.trigger_images}
             action = hooks.get(self.path)
             if action is None:

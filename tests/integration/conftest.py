@@ -62,14 +62,16 @@ class Project:
         result = subprocess.run([sys.executable, "-m", "gitops", "--project-dir", str(self.root), *args],
                                 env=self.env, capture_output=True, text=True, timeout=600)
         if check and result.returncode != 0:
-            raise AssertionError(f"gitops {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(f"gitops {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
         return result
 
     def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(["pulumi", *args, "--stack", self.stack, "--non-interactive"], cwd=self.root,
                                 env=self.env, capture_output=True, text=True, timeout=600)
         if check and result.returncode != 0:
-            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
         return result
 
     def kubectl_json(self, *args: str) -> dict:
@@ -78,8 +80,8 @@ class Project:
         return json.loads(out.stdout)
 
     def exists(self, *args: str) -> bool:
-        result = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "get", *args, "--ignore-not-found", "-o", "name"],
-                                env=self.env, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "get", *args, "--ignore-not-found",
+                                 "-o", "name"], env=self.env, capture_output=True, text=True, timeout=60)
         return bool(result.stdout.strip())
 
     def outputs(self) -> dict:

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from sessions import wait_for
-
 from gitops.local.cluster import (
     COMPONENTS,
     Cluster,
@@ -26,6 +24,8 @@ from gitops.local.cluster import (
     cluster_status,
     cluster_up,
 )
+
+from sessions import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,11 @@ import sys
 import uuid
 
 import pytest
+
 from gitdaemon import GitDaemon
 from registry_helpers import FaultProxy, TokenServer, push_image
-
-from gitops.local.registry import RegistryServer, ensure_registry
+from registry_server import RegistryServer, ensure_registry
+from sessions import kill_session
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +80,8 @@ class Images:
 
     def publish(self, files: dict[str, str], message: str = "config") -> str:
         if not (self.project.repo.root / "namespace.yaml").exists():
-            files = {"namespace.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {self.project.namespace}\n",
-                     **files}
+            files = {"namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n"
+                                       f"  name: {self.project.namespace}\n", **files}
         commit = self.project.repo.write(files, message)
         self.project.repo.push_to(self.bare)
         return commit
@@ -141,7 +142,8 @@ def test_accepted_tag_is_committed_and_deployed_locked_and_out_of_range_are_not(
 def test_user_commit_and_new_tag_together_end_with_both(images):
     images.push_tags("1.0.0")
     web = deployment("web", f"{images.repository}:1.0.0", policy="web")
-    images.publish({"web.yaml": web, "settings.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\ndata: {k: one}\n"})
+    images.publish({"web.yaml": web,
+                    "settings.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\ndata: {k: one}\n"})
     images.settings(imagePolicies={"web": {"image": images.repository, "semver": "^1"}})
     assert images.watch_once().returncode == 2  # deployed; no tag to move to yet
     # Someone commits while a new tag arrives: the write-back goes on top of their commit.
@@ -192,8 +194,10 @@ def test_registry_faults_change_nothing_and_recovery_follows(images, registry):
 
 def test_images_command_lists_policy_choices_with_token_auth(images, registry, tmp_path):
     (tmp_path / "tokens").mkdir()
-    tokens = TokenServer(tmp_path / "tokens", "reader", "pa55-w0rd", service="test-registry", issuer="test-issuer").start()
-    secured = RegistryServer(ensure_registry(progress=lambda _: None), tmp_path / "secured", token=tokens.auth()).start()
+    tokens = TokenServer(tmp_path / "tokens", "reader", "pa55-w0rd", service="test-registry",
+                         issuer="test-issuer").start()
+    secured = RegistryServer(ensure_registry(progress=lambda _: None), tmp_path / "secured",
+                             token=tokens.auth()).start()
     try:
         repository = f"{secured.host}/team/api"
         for tag in ("2.0.0", "2.1.0", "3.0.0"):
@@ -203,8 +207,8 @@ def test_images_command_lists_policy_choices_with_token_auth(images, registry, t
         images.publish({"api.yaml": api})
         image_line = next(n for n, line in enumerate(api.splitlines(), 1) if "image:" in line)
         images.settings()
-        env = {**images.project.env,
-               "GITOPS_REGISTRY_CREDENTIALS": json.dumps({secured.host: {"username": "reader", "password": "pa55-w0rd"}})}
+        credentials = {secured.host: {"username": "reader", "password": "pa55-w0rd"}}
+        env = {**images.project.env, "GITOPS_REGISTRY_CREDENTIALS": json.dumps(credentials)}
         result = subprocess.run([sys.executable, "-m", "gitops", "--project-dir", str(images.project.root), "images",
                                  "--stack", images.project.stack, "--format", "json"],
                                 env=env, capture_output=True, text=True, timeout=120)
@@ -212,7 +216,8 @@ def test_images_command_lists_policy_choices_with_token_auth(images, registry, t
         assert "pa55-w0rd" not in result.stdout + result.stderr
         (row,) = json.loads(result.stdout)["images"]
         assert (row["current"], row["chosen"], row["moves"]) == ("2.0.0", "2.1.0", True)
-        assert row["location"] == f"api.yaml:{image_line}" and row["subject"] == "Deployment/api" and row["container"] == "app"
+        assert (row["location"] == f"api.yaml:{image_line}" and row["subject"] == "Deployment/api"
+                and row["container"] == "app")
         text = subprocess.run([sys.executable, "-m", "gitops", "--project-dir", str(images.project.root), "images",
                                "--stack", images.project.stack], env=env, capture_output=True, text=True, timeout=120)
         assert text.returncode == 0 and "-> 2.1.0" in text.stdout and "now 2.0.0" in text.stdout
@@ -228,8 +233,9 @@ def test_registry_webhook_scans_at_once(images):
     import urllib.error
     import urllib.request
 
-    from gitdaemon import free_port
     from gitops.watch.server import sign
+
+    from gitdaemon import free_port
 
     images.push_tags("1.0.0")
     images.publish({"web.yaml": deployment("web", f"{images.repository}:1.0.0", policy="web")})
@@ -275,8 +281,11 @@ def test_registry_webhook_scans_at_once(images):
         assert images.remote_git("show", "main:web.yaml").count(":1.4.0") == 1
     finally:
         os.kill(watcher.pid, signal.SIGTERM)
-        watcher.wait(120)
-        log.close()
+        try:
+            watcher.wait(120)
+        finally:
+            kill_session(watcher)  # whatever its engine run left
+            log.close()
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ import time
 
 import yaml
 
-from sessions import Watch, kill_session, session_pids, wait_for
-from gitops.state.leftovers import survey
 from gitops.engine import stack_dir
+from gitops.state.leftovers import survey
+
+from sessions import Watch, kill_session, session_pids, wait_for
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: {value}}}\n"
 OBJECTS = 100
@@ -75,7 +76,8 @@ def start(project, mode: str, log) -> subprocess.Popen:
     if mode == "watcher":
         return Watch(project, log, "--interval", "1").process
     if mode == "gitops up":
-        argv = [sys.executable, "-m", "gitops", "--project-dir", str(project.root), "up", "--stack", project.stack, "-q"]
+        argv = [sys.executable, "-m", "gitops", "--project-dir", str(project.root), "up", "--stack", project.stack,
+                "-q"]
     else:
         argv = ["pulumi", "up", "--yes", "--skip-preview", "--non-interactive", "--stack", project.stack]
     return subprocess.Popen(argv, cwd=project.root, env=project.env, stdout=log.open("w"), stderr=subprocess.STDOUT,

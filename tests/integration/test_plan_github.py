@@ -11,11 +11,12 @@ import socket
 import pytest
 import requests
 
-from fake_github import FakeGitHub
 from gitops.errors import PublishError, SettingsError
 from gitops.plan import render
-from gitops.plan.github import GitHubClient
+from gitops.plan.github import COMMENT_LIMIT, GitHubClient
 from gitops.plan.model import Change, FieldChange, Op, Plan
+
+from fake_github import FakeGitHub
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +46,7 @@ def plan(replicas: int = 3, objects: int = 1) -> Plan:
 
 
 def bodies(p: Plan, marker: str = MARKER) -> list[str]:
-    return render.markdown_comments(p, marker=marker)
+    return render.markdown_comments(p, marker=marker, limit=COMMENT_LIMIT)
 
 
 def test_first_post_creates_then_second_edits_same_comment(github, client):

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from fake_gitlab import FakeGitLab
 from gitops.errors import PublishError, SettingsError
 from gitops.plan import render
 from gitops.plan.gitlab import GitLabClient
 from gitops.plan.model import Change, FieldChange, Op, Plan
+
+from fake_gitlab import FakeGitLab
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ import time
 import pytest
 
 from conftest import example_files
+from sessions import kill_session
 
 SECRET_OLD, SECRET_NEW = "s3cr3t-demo-token", "n3w-pr-s3cr3t-value"
 
@@ -53,7 +52,8 @@ def preview(project, *args: str, check: bool = True):
 
 def test_branch_plan_has_counts_and_field_diffs_and_changes_nothing(applied):
     project = applied
-    web = edit(project, "app/web.yaml", ("replicas: 2", "replicas: 3"), ("app: web\n  template", "app: web2\n  template"),
+    web = edit(project, "app/web.yaml", ("replicas: 2", "replicas: 3"),
+               ("app: web\n  template", "app: web2\n  template"),
                ("      labels:\n        app: web\n", "      labels:\n        app: web2\n"))
     web = web.split("---")[0]  # the Service goes
     config = edit(project, "app/config.yaml", ("LOG_LEVEL: info", "LOG_LEVEL: debug"))
@@ -138,13 +138,13 @@ def test_interrupted_preview_leaves_state_and_lock_alone(applied):
             time.sleep(0.1)
         time.sleep(1.0)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+        kill_session(process)  # its plugins run in process groups of their own, but in its session
     assert state_digest(project) == digest
     locks = list(project.state_file().parents[2].glob(f"locks/**/{project.stack}/*.json"))
     assert locks == []
     project.gitops("up", "--stack", project.stack, "--quiet")  # the stack is not locked
-    assert project.kubectl_json("get", "configmap", "web-settings", "-n", project.namespace)["data"]["LOG_LEVEL"] == "info"
+    settings = project.kubectl_json("get", "configmap", "web-settings", "-n", project.namespace)
+    assert settings["data"]["LOG_LEVEL"] == "info"
 
 
 def _has_descendant(pid: int, name: str) -> bool:
@@ -182,13 +182,15 @@ def post(project, github, *extra: str, check: bool = True):
 
 def test_pull_request_comment_is_posted_then_edited_in_place(applied, github):
     project = applied
-    first = project.repo.write({"app/config.yaml": edit(project, "app/config.yaml", ("LOG_LEVEL: info", "LOG_LEVEL: debug"))})
+    first = project.repo.write({"app/config.yaml": edit(project, "app/config.yaml",
+                                                        ("LOG_LEVEL: info", "LOG_LEVEL: debug"))})
     post(project, github)
     (comment,) = github.comments_on("acme/config", 7)
     assert "web-settings" in comment["body"] and '"debug"' in comment["body"]
     assert [(s["sha"], s["state"]) for s in github.statuses] == [(first, "success")]
 
-    second = project.repo.write({"app/config.yaml": edit(project, "app/config.yaml", ("LOG_LEVEL: debug", "LOG_LEVEL: trace"))})
+    second = project.repo.write({"app/config.yaml": edit(project, "app/config.yaml",
+                                                         ("LOG_LEVEL: debug", "LOG_LEVEL: trace"))})
     post(project, github)
     (edited,) = github.comments_on("acme/config", 7)
     assert edited["id"] == comment["id"] and '"trace"' in edited["body"] and '"debug"' not in edited["body"]

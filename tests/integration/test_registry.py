@@ -11,11 +11,12 @@ import uuid
 
 import pytest
 import requests
-from registry_helpers import FaultProxy, TokenServer, push_image
 
 from gitops.errors import RegistryError, ToolError
-from gitops.images.registry import CredentialStore, Credentials, RegistryClient
-from gitops.local.registry import RegistryServer, ensure_registry, registry_binary_path
+from gitops.images.registry import Credentials, CredentialStore, RegistryClient
+
+from registry_helpers import FaultProxy, TokenServer, push_image
+from registry_server import RegistryServer, ensure_registry, registry_binary_path
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,7 @@ def test_servers_stop_by_pid(binary, tmp_path):
 
 
 def test_a_port_taken_meanwhile_is_retried(binary, anonymous, tmp_path, monkeypatch):
-    import gitops.local.registry as local_registry
+    import registry_server as local_registry
 
     push_image(anonymous.url, _repo(), "1.0.0")
     real_free_ports = local_registry.free_ports
@@ -220,7 +221,7 @@ def pushed(anonymous):
 @pytest.mark.parametrize(("mode", "message"), [
     ("500", r"the registry failed \(HTTP 500\)"),
     ("401", "unauthorized: the registry wants a password and none is configured"),
-    ("down", "cannot reach 127.0.0.1:[0-9]+: Connection refused"),
+    ("down", "cannot reach 127.0.0.1:[0-9]+: connection refused"),
 ])
 def test_fault_is_reported_then_recovered(proxy, pushed, mode, message):
     client = _client()

@@ -13,7 +13,8 @@ def test_bundled_example_applies_with_every_field_from_git(project):
     project.write_stack()
     result = project.gitops("up", "--stack", project.stack)
     ns = project.namespace
-    assert project.kubectl_json("get", "namespace", ns)["metadata"]["labels"]["app.kubernetes.io/part-of"] == "gitops-demo"
+    labels = project.kubectl_json("get", "namespace", ns)["metadata"]["labels"]
+    assert labels["app.kubernetes.io/part-of"] == "gitops-demo"
     config = project.kubectl_json("get", "configmap", "web-settings", "-n", ns)
     assert config["data"] == {"GREETING": "hello from git", "LOG_LEVEL": "info"}
     secret = project.kubectl_json("get", "secret", "web-credentials", "-n", ns)
@@ -36,6 +37,7 @@ def test_bundled_example_applies_with_every_field_from_git(project):
 
 def test_edit_delete_move_and_api_version_change(project):
     ns = project.namespace
+    schema = "{openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}"
     crd = f"""apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata: {{name: gadgets.{ns}.gitops.dev}}
@@ -44,8 +46,8 @@ spec:
   scope: Namespaced
   names: {{kind: Gadget, plural: gadgets}}
   versions:
-  - {{name: v1beta1, served: true, storage: false, schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}}}
-  - {{name: v1, served: true, storage: true, schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}}}
+  - {{name: v1beta1, served: true, storage: false, schema: {schema}}}
+  - {{name: v1, served: true, storage: true, schema: {schema}}}
 """
     gadget = "apiVersion: {ns}.gitops.dev/{v}\nkind: Gadget\nmetadata: {{name: g}}\nspec: {{size: 1}}\n"
     project.repo.write({
@@ -97,7 +99,8 @@ def test_broken_commit_changes_nothing(project):
 
     project.repo.write({"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: two}\n",
                         "new.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: new}\n",
-                        "broken.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: [\n"}, "half good, half broken")
+                        "broken.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: [\n"},
+                       "half good, half broken")
     result = project.gitops("up", "--stack", project.stack, check=False)
     assert result.returncode == 1
     assert "broken.yaml:" in result.stderr and "nothing was applied" in result.stderr

@@ -5,6 +5,8 @@ Every watcher runs as a subprocess in its own session and is stopped by PID in t
 from __future__ import annotations
 
 import base64
+import contextlib
+import itertools
 import json
 import os
 import signal
@@ -17,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from gitdaemon import GitDaemon, free_port
-from sessions import Watch, session_pids, wait_for
 from gitops.engine import stack_dir
 from gitops.watch.server import sign
+
+from gitdaemon import GitDaemon, free_port
+from sessions import Watch, session_pids, wait_for
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: {value}}}\n"
 
@@ -152,19 +155,20 @@ def test_drift_is_reported_or_corrected_and_mass_deletion_is_refused(project, wa
     # Emptying the folder is refused: 4 of 4 objects would go.
     rv = project.kubectl_json("get", "configmap", "b", "-n", ns)["metadata"]["resourceVersion"]
     project.repo.write({"ns.yaml": None, "a.yaml": None, "b.yaml": None, "c.yaml": None}, "oops, emptied")
-    refused = wait_for(lambda: [e for e in watch.events() if e["event"] == "cycle.failed" and e["kind"] == "guard"],
+    # A deterministic failure: stalled, not retried, until the commit or the settings change.
+    refused = wait_for(lambda: [e for e in watch.events() if e["event"] == "stalled" and e["kind"] == "guard"],
                        60, "the guard refusing")
     assert "4 of 4 objects (100%) would be deleted" in refused[0]["msg"]
     assert "gitops:maxDeletePercent 50%" in refused[0]["msg"]
     assert watch.process.poll() is None
-    assert status(project)["last_error"]["kind"] == "guard"
+    assert status(project)["last_error"]["kind"] == "guard" and status(project)["stalled"]["kind"] == "guard"
     assert project.kubectl_json("get", "configmap", "b", "-n", ns)["metadata"]["resourceVersion"] == rv
     assert value(project) == "one"
 
     # A broken commit is reported and applies nothing; the loop goes on and applies the fix.
     project.repo.write({**namespace_file(ns), "a.yaml": CM.format(name="a", value="broken"),
                         "broken.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: [\n"}, "half broken")
-    bad = wait_for(lambda: [e for e in watch.events() if e["event"] == "cycle.failed" and e["kind"] == "manifest"],
+    bad = wait_for(lambda: [e for e in watch.events() if e["event"] == "stalled" and e["kind"] == "manifest"],
                    60, "the manifest error")
     assert "broken.yaml:" in bad[0]["msg"] and "nothing was applied" in bad[0]["msg"]
     assert value(project) == "one"
@@ -197,7 +201,8 @@ def test_webhook_needs_a_valid_signature_and_triggers_a_cycle(project, watchers)
     port = free_port()
     token = "s3cr3t-watch-token"
     project.repo.write({**namespace_file(project.namespace), "a.yaml": CM.format(name="a", value="one"),
-                        "s.yaml": f"apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{token: {token}}}\n"})
+                        "s.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n"
+                                  f"stringData: {{token: {token}}}\n"})
     project.write_stack(skipAwait=True, driftInterval=0)
     # An hour between polls: only the webhook can make it look again.
     watch = watchers("--interval", "3600", "--listen", f"127.0.0.1:{port}", env={"GITOPS_WEBHOOK_SECRET": secret})
@@ -244,7 +249,8 @@ def test_webhook_needs_a_valid_signature_and_triggers_a_cycle(project, watchers)
         text = path.read_text(errors="replace")
         for form in (secret, token, base64.b64encode(token.encode()).decode()):
             assert form not in text, f"{form} in {path}"
-    assert base64.b64decode(project.kubectl_json("get", "secret", "s", "-n", project.namespace)["data"]["token"]).decode() == token
+    stored = project.kubectl_json("get", "secret", "s", "-n", project.namespace)
+    assert base64.b64decode(stored["data"]["token"]).decode() == token
 
 
 def test_one_writer_per_stack(project, watchers):
@@ -277,7 +283,7 @@ def test_one_writer_per_stack(project, watchers):
     spans = sorted((s["started_epoch"], s["finished_epoch"]) for s in
                    (json.loads(p.read_text()) for p in records.glob("*-up-*/summary.json")))
     assert len(spans) >= 3
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f"overlapping up runs: {spans}"
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), f"overlapping up runs: {spans}"
 
 
 def child_pids(pid: int) -> list[int]:
@@ -328,8 +334,6 @@ def test_ctrl_c_in_a_terminal_finishes_the_current_run_then_stops(project, tmp_p
             process.wait(120)
         for pid in [*child_pids(process.pid), process.pid]:
             for member in session_pids(pid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(member, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         os.close(master)

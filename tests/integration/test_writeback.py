@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gitdaemon import GitDaemon
 from gitops.errors import SettingsError, SourceError
 from gitops.images.message import commit_message
 from gitops.images.writeback import Author, WriteBack, write_back
+
+from gitdaemon import GitDaemon
 from gitrepo import ConfigRepo
 
 WEB = "127.0.0.1:5000/demo/web"
@@ -67,7 +68,8 @@ class Competitor:
     def __init__(self, remote: str, root: Path):
         subprocess.run(["git", "clone", "-q", remote, str(root)], check=True, capture_output=True)
         self.root, self.pushed = root, []
-        for key, value in (("user.email", "human@example.invalid"), ("user.name", "human"), ("commit.gpgsign", "false")):
+        for key, value in (("user.email", "human@example.invalid"), ("user.name", "human"),
+                           ("commit.gpgsign", "false")):
             git(root, "config", key, value)
 
     def commit(self, path: str, change) -> str:
@@ -146,7 +148,8 @@ def test_race_on_another_file_keeps_both_commits_ours_on_top(remote, tmp_path):
     assert git(remote, "rev-parse", "main") == result.commit
     assert git(remote, "rev-parse", "main^") == other.pushed[0]  # ours on top of theirs, linear
     assert git(remote, "rev-list", "--merges", "main") == ""
-    subprocess.run(["git", "--git-dir", str(remote), "merge-base", "--is-ancestor", other.pushed[0], "main"], check=True)
+    subprocess.run(["git", "--git-dir", str(remote), "merge-base", "--is-ancestor", other.pushed[0], "main"],
+                   check=True)
     assert show(remote, "main", "apps/other.yaml") == b"a: 2\n"
     assert show(remote, "main", "apps/deploy.yaml") == DEPLOY.replace(b":1.2.3 #", b":1.2.4 #")
 
@@ -209,7 +212,8 @@ def test_other_push_refusals_are_errors_not_retried(remote):
     calls = []
     edit = bump(b"1.2.3", b"1.2.4")
     with pytest.raises(SourceError, match=r"push refused: \[remote rejected\] \(pre-receive hook declined\).*frozen"):
-        write_back(WriteBack(str(remote), "main"), ["apps/deploy.yaml"], lambda p, d: calls.append(p) or edit(p, d), "x")
+        write_back(WriteBack(str(remote), "main"), ["apps/deploy.yaml"], lambda p, d: calls.append(p) or edit(p, d),
+                   "x")
     assert calls == ["apps/deploy.yaml"]
 
 

@@ -12,7 +12,8 @@ def gitops(*args: str, cwd=None) -> subprocess.CompletedProcess:
 def test_render_without_a_stack_prints_the_desired_state(tmp_path):
     repo = ConfigRepo(tmp_path / "r")
     repo.write({"deploy/app.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n---\n"
-                                   "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n"})
+                                   "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n"
+                                   "stringData: {password: hunter2}\n"})
     first = repo.head()
     repo.write({"deploy/app.yaml": None}, "remove")
     result = gitops("render", "--repo", str(repo.root), "--ref", first[:10], "--path", "deploy", "--namespace", "apps")
@@ -42,4 +43,5 @@ def test_render_names_repo_ref_and_path_when_they_do_not_exist(tmp_path):
     missing_ref = gitops("render", "--repo", str(repo.root), "--ref", "nope")
     assert missing_ref.returncode == 1 and f"repo {repo.root}, ref nope" in missing_ref.stderr
     missing_path = gitops("render", "--repo", str(repo.root), "--path", "nowhere")
-    assert missing_path.returncode == 1 and "path not found in the commit" in missing_path.stderr and "path nowhere" in missing_path.stderr
+    assert (missing_path.returncode == 1 and "path not found in the commit" in missing_path.stderr
+            and "path nowhere" in missing_path.stderr)

@@ -3,8 +3,19 @@ import pytest
 
 from gitops.errors import ManifestError, SettingsError
 from gitops.images.automation import (
-    ImageCheck, apply_choices, choices, decode_choices, encode_choices, find_all_markers, images_to_list,
-    load_policies, marked_files, plan_checks, policy_for, rewrite_file, updates,
+    ImageCheck,
+    apply_choices,
+    choices,
+    decode_choices,
+    encode_choices,
+    find_all_markers,
+    images_to_list,
+    load_policies,
+    marked_files,
+    plan_checks,
+    policy_for,
+    rewrite_file,
+    updates,
 )
 from gitops.images.markers import Marker, find_markers
 from gitops.images.message import ImageUpdate
@@ -78,7 +89,8 @@ SETTINGS_WHERE = "Pulumi.dev.yaml: gitops:imagePolicies"
 
 def test_load_policies_merges_settings_and_the_policy_file():
     file = f(".gitops/images.yaml", "policies:\n  web:\n    image: 127.0.0.1:5000/demo/web\n    semver: '~2.0'\n"
-                                    "  flux-system:db:\n    image: postgres\n    pattern: '^(\\d+)$'\n    order: numerical\n")
+                                    "  flux-system:db:\n    image: postgres\n    pattern: '^(\\d+)$'\n"
+                                    "    order: numerical\n")
     policies = load_policies({"app": {"image": "ghcr.io/o/app", "semver": "^1.0"}}, SETTINGS_WHERE, file)
     assert policies == {
         "app": TagPolicy("app", image="ghcr.io/o/app", semver="^1.0"),
@@ -274,7 +286,7 @@ def test_rewrite_file_ignores_files_that_are_not_utf8():
 def test_rewrite_file_keeps_crlf_bom_and_every_other_byte():
     data = ("\ufeff# top comment  \r\napiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: c}\r\ndata:\r\n"
             f"  image: \"ghcr.io/o/app:1.0.0\"   # {P % 'app'}\r\n"
-            f"  tag: '1.0.0' # {P % 'app:tag'}\r\n  other: ghcr.io/o/app:1.0.0\r\n  é: ü").encode("utf-8")
+            f"  tag: '1.0.0' # {P % 'app:tag'}\r\n  other: ghcr.io/o/app:1.0.0\r\n  é: ü").encode()
     out = rewrite_file("c.yaml", data, {"app": "1.10.0"})
     expected = data.replace(b'"ghcr.io/o/app:1.0.0"', b'"ghcr.io/o/app:1.10.0"').replace(b"'1.0.0'", b"'1.10.0'")
     assert out == expected
@@ -282,7 +294,7 @@ def test_rewrite_file_keeps_crlf_bom_and_every_other_byte():
 
 
 def test_rewrite_file_raises_for_a_newer_file_with_a_broken_marker():
-    with pytest.raises(ManifestError, match="d.yaml:1"):
+    with pytest.raises(ManifestError, match=r"d.yaml:1"):
         rewrite_file("d.yaml", b'image: nginx:1 # {"$imagepolicy": broken}\n', {"broken": "2"})
 
 

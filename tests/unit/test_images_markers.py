@@ -34,7 +34,8 @@ def problems(text, path="m.yaml"):
     (f"repository: ghcr.io/org/app # {P % 'flux-system:app:name'}\n",
      [(1, 12, "ghcr.io/org/app", "name", "ghcr.io/org/app", "flux-system:app")]),
     # Helm-values-like nesting, any key name
-    (f"app:\n  image:\n    registry: ghcr.io\n    repo: ghcr.io/org/app # {P % 'a:name'}\n    version: v1 # {P % 'a:tag'}\n",
+    (f"app:\n  image:\n    registry: ghcr.io\n    repo: ghcr.io/org/app # {P % 'a:name'}\n"
+     f"    version: v1 # {P % 'a:tag'}\n",
      [(4, 10, "ghcr.io/org/app", "name", "ghcr.io/org/app", "a"), (5, 13, "v1", "tag", "v1", "a")]),
     # sequence items
     (f"args:\n- --flag\n- ghcr.io/org/tool:0.1.0 # {P % 'tool'}\n",
@@ -59,7 +60,8 @@ def test_setter_comments(text, expected):
 def test_two_markers_on_consecutive_lines_and_multi_document_files():
     text = (f"kind: ConfigMap\nmetadata: {{name: a}}\ndata:\n  image: nginx:1 # {P % 'n'}\n"
             f"---\n---\n# comment\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: apps\n"
-            f"spec:\n  template:\n    spec:\n      initContainers:\n      - name: init\n        image: busybox:1 # {P % 'ns:bb'}\n"
+            f"spec:\n  template:\n    spec:\n      initContainers:\n"
+            f"      - name: init\n        image: busybox:1 # {P % 'ns:bb'}\n"
             f"      containers:\n      - name: app\n        image: ghcr.io/o/app:1.0.0 # {P % 'ns:app'}\n"
             f"      - {{name: side, image: 'ghcr.io/o/side:2' }} # not ours\n")
     found = markers(text)
@@ -80,8 +82,9 @@ def test_lines_and_columns_with_crlf_bom_and_bytes():
 
 
 def test_json_files_with_tabs_are_read():
-    text = '{\n\t"apiVersion": "apps/v1", "kind": "Deployment",\n\t"metadata": {"name": "w", "annotations": {"fluxcd.io/automated": "true"}},\n' \
-           '\t"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "nginx:1.2.3"}]}}}\n}\n'
+    text = ('{\n\t"apiVersion": "apps/v1", "kind": "Deployment",\n'
+            '\t"metadata": {"name": "w", "annotations": {"fluxcd.io/automated": "true"}},\n'
+            '\t"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "nginx:1.2.3"}]}}}\n}\n')
     (m,) = find_markers("w.json", text)
     assert (m.line, m.column, m.source, m.policy_ref) == (4, 70, '"nginx:1.2.3"', "v1:Deployment//w/a")
 
@@ -112,7 +115,8 @@ def test_v1_automation_covers_containers_and_init_containers(kind, prefix):
     by_container = {m.container: m for m in found}
     assert sorted(by_container) == ["app", "init", "side"]
     app = by_container["app"]
-    assert (app.field, app.value, app.source, app.subject) == ("image", "ghcr.io/o/app:1.2.3", "ghcr.io/o/app:1.2.3", f"{kind}/apps/web")
+    assert (app.field, app.value, app.source, app.subject) == ("image", "ghcr.io/o/app:1.2.3", "ghcr.io/o/app:1.2.3",
+                                                                f"{kind}/apps/web")
     assert app.policy_ref == f"v1:{kind}/apps/web/app"
     assert app.inline_policy == TagPolicy(f"v1:{kind}/apps/web/app", image="ghcr.io/o/app", semver="~1.2")
     assert by_container["init"].inline_policy.glob == "1.36.*"
@@ -120,7 +124,8 @@ def test_v1_automation_covers_containers_and_init_containers(kind, prefix):
     assert by_container["side"].inline_policy.semver == "*"
     assert by_container["side"].source == '"nginx:1.25.0"'
     line_of_app_image = text.splitlines().index(next(ln for ln in text.splitlines() if "ghcr.io/o/app" in ln)) + 1
-    assert app.line == line_of_app_image and text.splitlines()[app.line - 1][app.column:].startswith("ghcr.io/o/app:1.2.3")
+    assert (app.line == line_of_app_image
+            and text.splitlines()[app.line - 1][app.column:].startswith("ghcr.io/o/app:1.2.3"))
 
 
 @pytest.mark.parametrize("annotations", ["", 'P/automated: "false"', "P/tag.app: semver:~1.2", 'P/locked: "true"'])
@@ -132,11 +137,13 @@ def test_v1_locked_workloads_are_reported_locked_and_without_a_namespace_it_stay
     found = markers(workload(annotations='P/automated: "true"\nP/locked: "true"', namespace=""))
     assert found and all(m.locked for m in found)
     assert {m.subject for m in found} == {"Deployment/web"}
-    assert {m.policy_ref for m in found} == {"v1:Deployment//web/app", "v1:Deployment//web/side", "v1:Deployment//web/init"}
+    assert {m.policy_ref for m in found} == {"v1:Deployment//web/app", "v1:Deployment//web/side",
+                                             "v1:Deployment//web/init"}
 
 
 def test_locked_applies_to_setter_comments_in_the_same_object():
-    text = f'kind: Deployment\nmetadata:\n  name: w\n  annotations: {{fluxcd.io/locked: "true"}}\nx: nginx:1 # {P % "p"}\n'
+    text = ('kind: Deployment\nmetadata:\n  name: w\n  annotations: {fluxcd.io/locked: "true"}\n'
+            f'x: nginx:1 # {P % "p"}\n')
     (m,) = markers(text)
     assert m.locked and m.policy_ref == "p"
 
@@ -158,7 +165,8 @@ def test_v1_list_items_are_objects():
 # --- problems ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text,expected", [
-    ('image: nginx:1 # {"$imagepolicy": flux}\n', 'm.yaml:1: malformed $imagepolicy comment \'{"$imagepolicy": flux}\': not JSON'),
+    ('image: nginx:1 # {"$imagepolicy": flux}\n',
+     'm.yaml:1: malformed $imagepolicy comment \'{"$imagepolicy": flux}\': not JSON'),
     ('image: nginx:1 # {"$imagepolicy": 3}\n', "m.yaml:1: malformed $imagepolicy comment"),
     ('image: nginx:1 # ["$imagepolicy"]\n', "m.yaml:1: malformed $imagepolicy comment"),
     (f"image: nginx:1 # {P % 'a:b:c'}\n", "m.yaml:1: malformed $imagepolicy reference 'a:b:c'"),
@@ -177,11 +185,13 @@ def test_each_problem_names_path_and_line(text, expected):
 
 
 def test_v1_problems():
-    text = workload(annotations='P/automated: "true"\nP/tag.app: semver:not-a-range\nP/tag.ap: semver:~1\nP/tag.side: "regex:("')
+    text = workload(annotations='P/automated: "true"\nP/tag.app: semver:not-a-range\nP/tag.ap: semver:~1\n'
+                                'P/tag.side: "regex:("')
     found = problems(text)
     assert len(found) == 3
     assert found[0].startswith("m.yaml:8: Deployment/apps/web: container app: invalid semver range 'not-a-range'")
-    assert found[1].startswith("m.yaml:9: Deployment/apps/web: tag filter for container 'ap', which this workload does not have (containers: init, app, side)")
+    assert found[1].startswith("m.yaml:9: Deployment/apps/web: tag filter for container 'ap', "
+                               "which this workload does not have (containers: init, app, side)")
     assert found[2].startswith("m.yaml:10: Deployment/apps/web: container side: invalid regex in tag filter 'regex:('")
 
 

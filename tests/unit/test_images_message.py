@@ -2,7 +2,8 @@
 import pytest
 
 from gitops.errors import SettingsError
-from gitops.images.message import ImageUpdate, check_template, commit_message
+from gitops.images.message import ImageUpdate, commit_message
+from gitops.settings import check_template
 
 WEB = "127.0.0.1:5000/demo/web"
 API = "127.0.0.1:5000/demo/api"

@@ -62,17 +62,21 @@ def test_build_metadata_and_v_prefix_do_not_change_the_version():
     ("^1.2.3", "1.8.1", True), ("^1.2.3", "2.0.0", False), ("^1.2.3", "1.2.2", False),
     ("^1.2", "1.2.0", True), ("^1.2", "1.99.0", True), ("^1", "1.9.9", True), ("^1", "2.0.0", False),
     ("^0.2.3", "0.2.5", True), ("^0.2.3", "0.3.0", False), ("^0.0.3", "0.0.3", True), ("^0.0.3", "0.0.4", False),
-    ("^0", "0.9.0", True), ("^0", "1.0.0", False), ("^0.0", "0.0.5", True), ("^0.0", "0.1.0", False), ("^*", "3.0.0", True),
+    ("^0", "0.9.0", True), ("^0", "1.0.0", False),
+    ("^0.0", "0.0.5", True), ("^0.0", "0.1.0", False), ("^*", "3.0.0", True),
     ("~1.2.3", "1.2.9", True), ("~1.2.3", "1.2.2", False), ("~1.2.3", "1.3.0", False), ("~1.2", "1.2.0", True),
-    ("~1.2", "1.3.0", False), ("~1", "1.9.0", True), ("~1", "2.0.0", False), ("~>1.2", "1.2.5", True), ("~*", "7.0.0", True),
+    ("~1.2", "1.3.0", False), ("~1", "1.9.0", True), ("~1", "2.0.0", False),
+    ("~>1.2", "1.2.5", True), ("~*", "7.0.0", True),
     (">=1.0.0 <2.0.0", "1.5.0", True), (">=1.0.0 <2.0.0", "2.0.0", False), (">=1.0.0 <2.0.0", "0.9.9", False),
-    (">=1.0 <2.0", "1.0.0", True), (">=1.0, <2.0", "1.9.9", True), (">= 1.0 , < 2.0", "2.0.0", False), ("=>1.0", "1.0.0", True),
+    (">=1.0 <2.0", "1.0.0", True), (">=1.0, <2.0", "1.9.9", True),
+    (">= 1.0 , < 2.0", "2.0.0", False), ("=>1.0", "1.0.0", True),
     ("1.x", "1.5.0", True), ("1.x", "2.0.0", False), ("1.2.x", "1.2.7", True), ("1.2.X", "1.3.0", False),
     ("*", "9.9.9", True), ("x", "0.0.1", True), ("1.*.*", "1.4.4", True),
     ("1.2.3 - 1.4.0", "1.4.0", True), ("1.2.3 - 1.4.0", "1.4.1", False), ("1.2.3 - 1.4.0", "1.2.2", False),
     ("1.2.3 - 1.4", "1.4.9", True), ("1.2.3 - 1.4", "1.5.0", False), ("1.2 - 1.4.5", "1.2.0", True),
     ("^1.2 || ^3", "3.1.0", True), ("^1.2 || ^3", "2.0.0", False), ("^1.2||^3", "1.3.0", True),
-    ("^1.2.3-rc", "1.2.3", True), ("=1.2.3", "1.2.3", True), ("=1.2.3", "1.2.4", False), ("1.2.3", "1.2.3", True), ("=1.2.3", "1.2.3+b.1", True),
+    ("^1.2.3-rc", "1.2.3", True),
+    ("=1.2.3", "1.2.3", True), ("=1.2.3", "1.2.4", False), ("1.2.3", "1.2.3", True), ("=1.2.3", "1.2.3+b.1", True),
     ("v1.2.3", "1.2.3", True), ("1.2", "1.2.9", True), ("1.2", "1.3.0", False),
     (">1.2", "1.2.9", False), (">1.2", "1.3.0", True), (">1", "1.9.9", False), (">1", "2.0.0", True),
     (">1.2.3", "1.2.4", True), (">1.2.3", "1.2.3", False),
@@ -203,7 +207,8 @@ def test_pattern_and_extract_numerical(extract):
 
 
 def test_numerical_ascending_picks_the_smallest():
-    policy = TagPolicy("p", pattern=r"^main-[a-f0-9]+-(?P<ts>[0-9]+)", extract="$ts", order="numerical", direction="asc")
+    policy = TagPolicy("p", pattern=r"^main-[a-f0-9]+-(?P<ts>[0-9]+)", extract="$ts", order="numerical",
+                       direction="asc")
     assert select_tag(policy, TIMESTAMPED).tag == "main-ffee001-1700000050"
 
 
@@ -286,7 +291,8 @@ def test_policy_from_mapping_with_semver_and_with_pattern():
                                     "extract": "$ts", "order": "numerical", "direction": "asc"}, WHERE)
     assert (ts.order, ts.direction, ts.extract) == ("numerical", "asc", "$ts")
     assert policy_from_mapping("any", {"image": "nginx"}, WHERE).order == "semver"
-    assert policy_from_mapping("flux-system:app", {"image": "nginx", "order": "alphabetical"}, WHERE).direction == "desc"
+    alphabetical = policy_from_mapping("flux-system:app", {"image": "nginx", "order": "alphabetical"}, WHERE)
+    assert alphabetical.direction == "desc"
 
 
 @pytest.mark.parametrize("name,data,message", [
@@ -297,11 +303,14 @@ def test_policy_from_mapping_with_semver_and_with_pattern():
     ("web", {"image": "nginx", "semver": "not a range"}, f"{WHERE}.web.semver: invalid semver range"),
     ("web", {"image": "nginx", "semver": 1.2}, f"{WHERE}.web.semver: must be a non-empty string (quote it"),
     ("web", {"image": "nginx", "semver": ""}, f"{WHERE}.web.semver: must be a non-empty string"),
-    ("web", {"image": "nginx", "semver": "^1", "order": "numerical"}, f"{WHERE}.web.semver: a semver range needs order: semver"),
+    ("web", {"image": "nginx", "semver": "^1", "order": "numerical"},
+     f"{WHERE}.web.semver: a semver range needs order: semver"),
     ("web", {"image": "nginx", "order": "newest"}, f"{WHERE}.web.order: 'newest' is not one of"),
     ("web", {"image": "nginx", "semver": "^1", "direction": "asc"}, f"{WHERE}.web.direction: applies to numerical"),
-    ("web", {"image": "nginx", "order": "numerical", "direction": "up"}, f"{WHERE}.web.direction: 'up' is not asc or desc"),
-    ("web", {"image": "nginx", "pattern": "(", "order": "numerical"}, f"{WHERE}.web.pattern: invalid regular expression"),
+    ("web", {"image": "nginx", "order": "numerical", "direction": "up"},
+     f"{WHERE}.web.direction: 'up' is not asc or desc"),
+    ("web", {"image": "nginx", "pattern": "(", "order": "numerical"},
+     f"{WHERE}.web.pattern: invalid regular expression"),
     ("web", {"image": "nginx", "extract": "$1", "order": "numerical"}, f"{WHERE}.web.extract: needs a pattern"),
     ("web", {"image": "nginx", "pattern": "^(a)-(?P<ts>\\d+)", "extract": "$ts$3", "order": "numerical"},
      f"{WHERE}.web.extract: $3 but the pattern has 2 groups"),

@@ -13,8 +13,8 @@ import requests
 from gitops.errors import RegistryError, SettingsError
 from gitops.images.registry import (
     Challenge,
-    CredentialStore,
     Credentials,
+    CredentialStore,
     RegistryClient,
     _split_image,
     canonical_host,
@@ -204,7 +204,7 @@ def test_bad_environment_credentials_never_echo_secrets(value):
 
 def test_bad_docker_config_auth_never_echoes_it(tmp_path):
     env = _docker_config(tmp_path, {"ghcr.io": {"auth": SECRET}})
-    with pytest.raises(SettingsError, match="auths.ghcr.io.auth") as caught:
+    with pytest.raises(SettingsError, match=r"auths.ghcr.io.auth") as caught:
         CredentialStore.from_environment(env)
     assert SECRET not in str(caught.value)
 
@@ -358,7 +358,7 @@ def test_links_to_other_hosts_are_refused():
     (requests.ConnectTimeout("x"), f"no answer from {HOST} within 10 s"),
     (requests.ConnectionError("HTTPSConnectionPool(...): Max retries exceeded (Caused by NewConnectionError("
                               "'<conn>: Failed to establish a new connection: [Errno 111] Connection refused'))"),
-     f"cannot reach {HOST}: Connection refused"),
+     f"cannot reach {HOST}: connection refused"),
     (response(404, {}), "repository not found"),
     (response(403, {}), "access denied by the registry"),
     (response(200, ["not", "an", "object"]), "not the JSON the API defines"),

@@ -60,7 +60,8 @@ def test_no_edit_when_nothing_changes(line, chosen):
 
 
 def test_locked_and_unchosen_markers_are_left_alone():
-    text = (f'kind: Deployment\nmetadata:\n  name: w\n  annotations: {{fluxcd.io/locked: "true"}}\nx: nginx:1 # {P % "p"}\n'
+    text = ('kind: Deployment\nmetadata:\n  name: w\n  annotations: {fluxcd.io/locked: "true"}\n'
+            f'x: nginx:1 # {P % "p"}\n'
             f"---\ny: nginx:1 # {P % 'q'}\n")
     assert updates_for(find_markers("f.yaml", text), {"p": "2", "other": "3"}) == []
 
@@ -75,7 +76,8 @@ def test_every_other_byte_stays_with_crlf_no_final_newline_and_other_setter_comm
             f"  side: \"ghcr.io/o/side:0.9\" # {P % 'ns:side'}")
     after = rewrite(text, {"ns:app": "ghcr.io/o/app:1.1.0", "ns:side": "0.10"})
     assert_only_spans_changed(text, after, [
-        ("ghcr.io/o/app:1.0.0", "ghcr.io/o/app:1.1.0"), ("'1.0.0'", "'1.1.0'"), ('"ghcr.io/o/side:0.9"', '"ghcr.io/o/side:0.10"')])
+        ("ghcr.io/o/app:1.0.0", "ghcr.io/o/app:1.1.0"), ("'1.0.0'", "'1.1.0'"),
+        ('"ghcr.io/o/side:0.9"', '"ghcr.io/o/side:0.10"')])
     assert after.count("\r\n") == text.count("\r\n") == 6 and not after.endswith("\n")
     assert "pinned: ghcr.io/o/app:1.0.0 # keep me" in after
     # the rewritten file still has the same markers, now at the new values
@@ -85,7 +87,8 @@ def test_every_other_byte_stays_with_crlf_no_final_newline_and_other_setter_comm
 def test_v1_workload_rewrite_keeps_yaml_equal_except_the_image():
     text = ("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n"
             "    fluxcd.io/automated: 'true'\n    fluxcd.io/tag.app: semver:~1.2\n"
-            "spec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: nginx:1.2.0 # current\n"
+            "spec:\n  template:\n    spec:\n      containers:\n"
+            "      - name: app\n        image: nginx:1.2.0 # current\n"
             "      - {name: side, image: 'busybox:1.36.0'}\n")
     found = find_markers("d.yaml", text)
     chosen = {m.policy_ref: {"app": "1.2.9", "side": "1.37.0"}[m.container] for m in found}

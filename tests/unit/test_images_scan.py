@@ -3,7 +3,7 @@ import pytest
 
 from gitops.errors import ManifestError, RegistryError, SettingsError
 from gitops.images.scan import ImageScanner, ScanResult, describe
-from gitops.settings import StackSettings
+from gitops.settings import settings_from_config
 from gitops.source.git import SourceFile
 
 P = '{"$imagepolicy": "%s"}'
@@ -50,9 +50,8 @@ def values(name, image, policy):
 
 
 def settings(**policies):
-    return StackSettings(repo="repo", path="deploy",
-                         image_policies=policies or {"app": {"image": "ghcr.io/o/app", "semver": "^1.0"},
-                                                     "web": {"image": "127.0.0.1:5000/demo/web"}})
+    return settings_from_config({"repo": "repo", "path": "deploy", "imagePolicies": policies or {
+        "app": {"image": "ghcr.io/o/app", "semver": "^1.0"}, "web": {"image": "127.0.0.1:5000/demo/web"}}})
 
 
 def scanner(client, clock=None):
@@ -61,7 +60,8 @@ def scanner(client, clock=None):
 
 def test_each_repository_is_listed_once_per_scan():
     files = [values("a", "ghcr.io/o/app:1.0.0", "flux-system:app"), values("b", "ghcr.io/o/app:1.0.0", "app"),
-             SourceFile("deploy/c.yaml", f"x:\n  repo: ghcr.io/o/app # {P % 'app:name'}\n  tag: 1.0.0 # {P % 'app:tag'}\n".encode()),
+             SourceFile("deploy/c.yaml",
+                        f"x:\n  repo: ghcr.io/o/app # {P % 'app:name'}\n  tag: 1.0.0 # {P % 'app:tag'}\n".encode()),
              values("d", "127.0.0.1:5000/demo/web:1.0.0", "web")]
     client = FakeClient({"ghcr.io/o/app": ["1.0.0", "1.1.0", "2.0.0"], "127.0.0.1:5000/demo/web": ["1.0.0"]})
     s = scanner(client)
@@ -107,7 +107,7 @@ def test_a_registry_that_asks_to_wait_is_skipped_until_then():
     second = s.scan(files, "c1", st, WHERE)
     assert client.calls == ["127.0.0.1:5000/demo/web"]  # ghcr.io not asked at all
     assert set(second.errors) == {"ghcr.io/o/app", "ghcr.io/o/other"}
-    assert all("registry ghcr.io asked to wait; next try in 10 s" == e for e in second.errors.values())
+    assert all(e == "registry ghcr.io asked to wait; next try in 10 s" for e in second.errors.values())
     assert [c.problem for c in second.checks][:2] == [second.errors["ghcr.io/o/app"]] * 2
 
     client.calls.clear()
@@ -124,7 +124,8 @@ def test_an_error_without_retry_after_does_not_back_off():
     client.fail["ghcr.io/o/app"] = RegistryError("repository not found", host="ghcr.io", repository="o/app")
     s = scanner(client, clock)
     files = [values("a", "ghcr.io/o/app:1.0.0", "app")]
-    assert s.scan(files, "c", settings(), WHERE).errors == {"ghcr.io/o/app": "repository not found (registry ghcr.io, repository o/app)"}
+    assert s.scan(files, "c", settings(), WHERE).errors == {
+        "ghcr.io/o/app": "repository not found (registry ghcr.io, repository o/app)"}
     s.scan(files, "c", settings(), WHERE)
     assert client.calls == ["ghcr.io/o/app", "ghcr.io/o/app"]
 
@@ -155,7 +156,7 @@ def test_the_policy_file_is_read_relative_to_the_stack_path_and_markers_outside_
              SourceFile("deploy/.gitops/images.yaml", b"policies:\n  db:\n    image: ghcr.io/o/db\n"),
              SourceFile(".gitops/images.yaml", b"policies:\n  db:\n    image: ghcr.io/o/wrong\n"),
              SourceFile("elsewhere/x.yaml", f"image: ghcr.io/o/x:1 # {P % 'x'}\n".encode())]
-    result = scanner(client).scan(files, "c", StackSettings(repo="repo", path="deploy/"), WHERE)
+    result = scanner(client).scan(files, "c", settings_from_config({"repo": "repo", "path": "deploy/"}), WHERE)
     assert client.calls == ["ghcr.io/o/db"]
     assert [c.marker.path for c in result.checks] == ["deploy/a.yaml"]
     assert result.choices == {"ns:db": "16.1.0"}

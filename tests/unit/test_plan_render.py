@@ -10,6 +10,7 @@ import pytest
 
 from gitops.errors import Problem
 from gitops.plan import render
+from gitops.plan.github import COMMENT_LIMIT
 from gitops.plan.model import Change, FieldChange, Op, Plan
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -233,7 +234,7 @@ def test_html_in_subjects_and_paths_is_escaped():
 @pytest.mark.parametrize("marker", ["", "a b", "x-->", "a--b", "new\nline"])
 def test_bad_markers_refused(marker):
     with pytest.raises(ValueError):
-        render.markdown_comments(mixed(), marker=marker)
+        render.markdown_comments(mixed(), marker=marker, limit=COMMENT_LIMIT)
 
 
 @pytest.mark.parametrize("body,part", [
@@ -266,7 +267,7 @@ def big_plan(n: int = 3000) -> Plan:
 
 def test_split_3000_objects():
     plan = big_plan()
-    bodies = render.markdown_comments(plan, marker=MARKER)
+    bodies = render.markdown_comments(plan, marker=MARKER, limit=COMMENT_LIMIT)
     n = len(bodies)
     assert n > 3
     assert all(len(b) <= 65_536 for b in bodies)
@@ -306,7 +307,8 @@ def test_order_is_kept_across_parts():
 
 
 def test_small_plan_is_one_comment_equal_to_to_markdown():
-    assert render.markdown_comments(mixed(), marker=MARKER) == [render.to_markdown(mixed(), marker=MARKER)]
+    assert render.markdown_comments(mixed(), marker=MARKER, limit=COMMENT_LIMIT) == [
+        render.to_markdown(mixed(), marker=MARKER)]
 
 
 def test_deterministic():
@@ -318,7 +320,7 @@ def test_giant_object_is_folded():
     fields = tuple(FieldChange(f"data.key{j:05d}", "update", "x" * 40, "y" * 40) for j in range(3000))
     plan = plan_of(Change("ConfigMap/prod/giant", Op.UPDATE, fields),
                    Change("ConfigMap/prod/small", Op.UPDATE, (FieldChange("data.a", "update", 1, 2),)))
-    bodies = render.markdown_comments(plan, marker=MARKER)
+    bodies = render.markdown_comments(plan, marker=MARKER, limit=COMMENT_LIMIT)
     assert all(len(b) <= 65_536 for b in bodies)
     giant = next(b for b in bodies if "ConfigMap/prod/giant" in b)
     shown = len(re.findall(r"^\+ data\.key\d+", giant, re.M))
@@ -331,17 +333,17 @@ def test_giant_object_is_folded():
 
 def test_giant_single_value_is_cut():
     plan = plan_of(Change("ConfigMap/prod/blob", Op.CREATE, (FieldChange("data.blob", "add", new="z" * 200_000),)))
-    [body] = render.markdown_comments(plan, marker=MARKER)
+    [body] = render.markdown_comments(plan, marker=MARKER, limit=COMMENT_LIMIT)
     assert len(body) <= 65_536
     assert "_diff truncated: 1 more field_" in body and body.count("```") == 2
 
 
 def test_giant_error_and_many_problems_fit():
     error_plan = Plan(stack="prod", ref="main", commit=None, error="x\n" * 100_000)
-    bodies = render.markdown_comments(error_plan, marker=MARKER)
+    bodies = render.markdown_comments(error_plan, marker=MARKER, limit=COMMENT_LIMIT)
     assert len(bodies) == 1 and len(bodies[0]) <= 65_536 and "error truncated" in bodies[0]
     problems = tuple(Problem(f"app/f{i}.yaml", i, "metadata.name is missing") for i in range(5000))
-    bodies = render.markdown_comments(plan_of(problems=problems), marker=MARKER)
+    bodies = render.markdown_comments(plan_of(problems=problems), marker=MARKER, limit=COMMENT_LIMIT)
     assert len(bodies) > 1 and all(len(b) <= 65_536 for b in bodies)
     assert sum(b.count("metadata.name is missing") for b in bodies) == 5000
 

@@ -1,9 +1,9 @@
 """The Pulumi program under Pulumi's own mocks: what is registered, with which options."""
 import pulumi
 import pytest
-
-from gitops.settings import StackSettings
 from test_resources import example_state
+
+from gitops.settings import settings_from_config
 
 
 class Recorder(pulumi.runtime.Mocks):
@@ -30,7 +30,7 @@ def test_one_resource_per_object_through_one_provider(mocks):
     from gitops.program import register
 
     state = example_state()
-    objects = register(state, StackSettings(repo=".", namespace="demo", prune=False))
+    objects = register(state, settings_from_config({"repo": ".", "namespace": "demo", "prune": False}))
 
     def check(_):
         by_type = {r.typ: r for r in mocks.resources}
@@ -49,9 +49,9 @@ def test_one_resource_per_object_through_one_provider(mocks):
 def test_secret_data_is_a_pulumi_secret(mocks):
     from gitops.program import register
 
-    objects = {o._name: o for o in register(example_state(), StackSettings(repo=".", namespace="demo"))}
-    secret_data = getattr(objects["core/Secret:demo/web-credentials"], "stringData")
-    plain_data = getattr(objects["core/ConfigMap:demo/web-settings"], "data")
+    objects = {o._name: o for o in register(example_state(), settings_from_config({"repo": ".", "namespace": "demo"}))}
+    secret_data = objects["core/Secret:demo/web-credentials"].stringData
+    plain_data = objects["core/ConfigMap:demo/web-settings"].data
 
     def check(flags):
         assert flags == [True, False]

@@ -19,7 +19,8 @@ def example_files(root: Path = EXAMPLE, rename: dict[str, str] | None = None) ->
 
 
 def example_state(**kw):
-    return desired_state_from_files(kw.pop("files", None) or example_files(), repo="r", commit="c" * 40, path=".", namespace="demo")
+    return desired_state_from_files(kw.pop("files", None) or example_files(), repo="r", commit="c" * 40, path=".",
+                                    namespace="demo")
 
 
 def specs_by_subject(state):
@@ -30,15 +31,18 @@ def test_every_example_object_has_its_type_name_and_dependencies():
     specs = specs_by_subject(example_state())
     expected = {
         "Namespace/demo": ("kubernetes:core/v1:Namespace", "core/Namespace:demo", ()),
-        "ConfigMap/demo/web-settings": ("kubernetes:core/v1:ConfigMap", "core/ConfigMap:demo/web-settings", ("core/Namespace:demo",)),
-        "Secret/demo/web-credentials": ("kubernetes:core/v1:Secret", "core/Secret:demo/web-credentials", ("core/Namespace:demo",)),
+        "ConfigMap/demo/web-settings": ("kubernetes:core/v1:ConfigMap", "core/ConfigMap:demo/web-settings",
+                                        ("core/Namespace:demo",)),
+        "Secret/demo/web-credentials": ("kubernetes:core/v1:Secret", "core/Secret:demo/web-credentials",
+                                        ("core/Namespace:demo",)),
         "Deployment/demo/web": ("kubernetes:apps/v1:Deployment", "apps/Deployment:demo/web", ("core/Namespace:demo",)),
         "Service/demo/web": ("kubernetes:core/v1:Service", "core/Service:demo/web", ("core/Namespace:demo",)),
         "CustomResourceDefinition/backups.demo.gitops.dev": (
             "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
             "apiextensions.k8s.io/CustomResourceDefinition:backups.demo.gitops.dev", ()),
         "Backup/demo/nightly": ("kubernetes:demo.gitops.dev/v1:Backup", "demo.gitops.dev/Backup:demo/nightly",
-                                ("core/Namespace:demo", "apiextensions.k8s.io/CustomResourceDefinition:backups.demo.gitops.dev")),
+                                ("core/Namespace:demo",
+                                 "apiextensions.k8s.io/CustomResourceDefinition:backups.demo.gitops.dev")),
     }
     assert {k: (s.type, s.name, s.depends_on) for k, s in specs.items()} == expected
     assert specs["Deployment/demo/web"].props["spec"]["replicas"] == 2
@@ -60,10 +64,12 @@ def test_moving_a_file_keeps_every_logical_name():
 
 
 def test_api_version_change_keeps_the_name_and_aliases_the_old_type():
-    beta = desired_state_from_files([SourceFile("a.yaml", b"apiVersion: example.com/v1beta1\nkind: Gadget\nmetadata: {name: g}\n")],
-                                    repo="r", commit="c", path=".", namespace="n")
-    v1 = desired_state_from_files([SourceFile("a.yaml", b"apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\n")],
-                                  repo="r", commit="c", path=".", namespace="n")
+    beta = desired_state_from_files(
+        [SourceFile("a.yaml", b"apiVersion: example.com/v1beta1\nkind: Gadget\nmetadata: {name: g}\n")],
+        repo="r", commit="c", path=".", namespace="n")
+    v1 = desired_state_from_files(
+        [SourceFile("a.yaml", b"apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\n")],
+        repo="r", commit="c", path=".", namespace="n")
     old, new = resource_specs(beta)[0], resource_specs(v1)[0]
     assert old.name == new.name
     assert old.type in new.alias_types and new.type not in new.alias_types
@@ -93,8 +99,8 @@ def test_type_tokens(group, version, kind, token):
 def test_names_of_different_objects_never_collide():
     from gitops.model import ObjectId
 
-    ids = [ObjectId("", "ConfigMap", "a", "b"), ObjectId("", "ConfigMap", "", "a"), ObjectId("x", "ConfigMap", "a", "b"),
-           ObjectId("", "Secret", "a", "b"), ObjectId("", "ConfigMap", "b", "a")]
+    ids = [ObjectId("", "ConfigMap", "a", "b"), ObjectId("", "ConfigMap", "", "a"),
+           ObjectId("x", "ConfigMap", "a", "b"), ObjectId("", "Secret", "a", "b"), ObjectId("", "ConfigMap", "b", "a")]
     assert len({logical_name(i) for i in ids}) == len(ids)
 
 
@@ -109,7 +115,8 @@ def test_builtin_kinds_alias_exactly_the_versions_the_provider_knows():
     from gitops.program import builtin_versions
 
     specs = {s.subject: s for s in resource_specs(example_state(), builtin_versions=builtin_versions())}
-    assert specs["Deployment/demo/web"].alias_types == ("kubernetes:apps/v1beta1:Deployment", "kubernetes:apps/v1beta2:Deployment")
+    assert specs["Deployment/demo/web"].alias_types == ("kubernetes:apps/v1beta1:Deployment",
+                                                        "kubernetes:apps/v1beta2:Deployment")
     assert specs["ConfigMap/demo/web-settings"].alias_types == ()
     # A custom kind whose CRD is in the repo aliases the CRD's other versions only (here: none).
     assert specs["Backup/demo/nightly"].alias_types == ()

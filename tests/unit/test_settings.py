@@ -1,3 +1,6 @@
+import dataclasses
+import re
+
 import pytest
 
 from gitops.errors import SettingsError
@@ -6,13 +9,15 @@ from gitops.settings import read_stack_settings, settings_from_config
 
 def test_defaults():
     s = settings_from_config({"gitops:repo": "https://example.invalid/r.git"})
-    assert (s.ref, s.path, s.namespace, s.prune, s.kubeconfig, s.skip_await, s.cluster_kinds) == (
-        "HEAD", ".", "default", True, None, False, ())
+    assert (s.source.ref, s.source.path, s.program.namespace, s.program.prune, s.cluster.kubeconfig,
+            s.program.skip_await, s.program.cluster_kinds) == ("HEAD", ".", "default", True, None, False, ())
 
 
 def test_strings_from_pulumi_config_are_parsed():
-    s = settings_from_config({"repo": ".", "prune": "false", "skipAwait": "true", "clusterKinds": '["A.x", "B"]', "path": "/deploy/"})
-    assert (s.prune, s.skip_await, s.cluster_kinds, s.path) == (False, True, ("A.x", "B"), "deploy")
+    s = settings_from_config({"repo": ".", "prune": "false", "skipAwait": "true", "clusterKinds": '["A.x", "B"]',
+                              "path": "/deploy/"})
+    assert (s.program.prune, s.program.skip_await, s.program.cluster_kinds, s.source.path) == (
+        False, True, ("A.x", "B"), "deploy")
 
 
 @pytest.mark.parametrize("config,message", [
@@ -28,10 +33,11 @@ def test_bad_settings_are_named(config, message):
 
 def test_stack_file_is_read_and_errors_name_it(tmp_path):
     (tmp_path / "stacks").mkdir()
-    (tmp_path / "stacks" / "Pulumi.s.yaml").write_text("config:\n  gitops:repo: r\n  gitops:prune: false\n  kubernetes:context: x\n")
-    assert read_stack_settings(tmp_path, "s").prune is False
+    (tmp_path / "stacks" / "Pulumi.s.yaml").write_text(
+        "config:\n  gitops:repo: r\n  gitops:prune: false\n  kubernetes:context: x\n")
+    assert read_stack_settings(tmp_path, "s").program.prune is False
     (tmp_path / "stacks" / "Pulumi.t.yaml").write_text("config:\n  gitops:nope: 1\n  gitops:repo: r\n")
-    with pytest.raises(SettingsError, match="Pulumi.t.yaml"):
+    with pytest.raises(SettingsError, match=r"Pulumi.t.yaml"):
         read_stack_settings(tmp_path, "t")
     with pytest.raises(SettingsError, match="no stack file"):
         read_stack_settings(tmp_path, "missing")
@@ -39,16 +45,19 @@ def test_stack_file_is_read_and_errors_name_it(tmp_path):
 
 def test_local_repo_paths_resolve_against_the_project(tmp_path):
     s = settings_from_config({"repo": "config"})
-    assert s.resolved_repo(tmp_path) == str(tmp_path / "config")
-    assert settings_from_config({"repo": "git@example.invalid:o/r.git"}).resolved_repo(tmp_path) == "git@example.invalid:o/r.git"
+    assert s.source.resolved_repo(tmp_path) == str(tmp_path / "config")
+    scp_like = settings_from_config({"repo": "git@example.invalid:o/r.git"})
+    assert scp_like.source.resolved_repo(tmp_path) == "git@example.invalid:o/r.git"
 
 
 def test_watcher_settings():
     s = settings_from_config({"repo": "."})
-    assert (s.drift_interval, s.drift_mode, s.max_delete_percent, s.allow_mass_delete) == (300, "correct", 50, False)
+    assert (s.watch.drift_interval, s.watch.drift_mode, s.watch.max_delete_percent, s.watch.allow_mass_delete) == (
+        300, "correct", 50, False)
     s = settings_from_config({"repo": ".", "driftInterval": "0", "driftMode": "report", "maxDeletePercent": "20",
                               "allowMassDelete": "true"})
-    assert (s.drift_interval, s.drift_mode, s.max_delete_percent, s.allow_mass_delete) == (None, "report", 20, True)
+    assert (s.watch.drift_interval, s.watch.drift_mode, s.watch.max_delete_percent, s.watch.allow_mass_delete) == (
+        None, "report", 20, True)
 
 
 @pytest.mark.parametrize("config,message", [
@@ -61,3 +70,44 @@ def test_watcher_settings():
 def test_bad_watcher_settings(config, message):
     with pytest.raises(SettingsError, match=message):
         settings_from_config({"repo": ".", **config})
+
+
+def test_the_readme_table_is_the_declarations():
+    from pathlib import Path
+
+    from gitops.settings import settings_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert settings_table() in readme, "README's settings table differs: paste `python -m gitops.settings`"
+
+
+def test_every_setting_is_declared_once_with_a_default_and_a_meaning():
+    from gitops.settings import GROUPS, keys
+
+    declared = keys()
+    assert len(declared) == sum(len(dataclasses.fields(g)) for g in GROUPS.values())
+    assert all(key.meaning and key.shown for _, key in declared.values())
+    defaults = settings_from_config({"repo": "r"})
+    for group_name, group in GROUPS.items():
+        for f in dataclasses.fields(group):
+            if f.name != "repo":  # the one without a default
+                assert getattr(getattr(defaults, group_name), f.name) == getattr(group(), f.name)
+
+
+@pytest.mark.parametrize("template,message", [
+    ("{oops}", "unknown placeholder {oops}"),
+    ("{summary.__class__}", "unknown placeholder"),
+    ("{", "malformed"),
+    ("{summary:d}", "cannot be rendered"),
+])
+def test_a_bad_commit_message_template_is_refused_when_the_settings_are_read(template, message):
+    # Issue 10, bug 1: it passed settings validation and killed the watcher at the first accepted tag.
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        settings_from_config({"repo": ".", "imageCommitMessage": template})
+    assert settings_from_config({"repo": ".", "imageCommitMessage": "{summary}\n\n{images}"}).images.commit_message
+
+
+@pytest.mark.parametrize("key", ["kubeQps", "kubeBurst"])
+def test_a_zero_client_rate_is_refused(key):
+    with pytest.raises(SettingsError, match=f"gitops:{key} must be more than 0"):
+        settings_from_config({"repo": ".", key: 0})

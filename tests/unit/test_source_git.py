@@ -5,6 +5,7 @@ import pytest
 
 from gitops.errors import SourceError
 from gitops.source.git import GitSource, redact
+
 from gitrepo import ConfigRepo
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s}\n"

@@ -54,9 +54,9 @@ def test_empty_and_cut_short_side_files_are_removed_so_the_stack_reads_again(tmp
     meta = files.meta.with_name("meta.yaml.attrs")
     meta.write_bytes(b"")
     found = survey(files)
-    assert {(l.path, l.why) for l in found.leftovers} == {(empty, EMPTY_SIDE_FILE), (cut, EMPTY_SIDE_FILE),
-                                                          (meta, EMPTY_SIDE_FILE)}
-    assert {l.path for l in repair(found)} == {empty, cut, meta}
+    assert {(item.path, item.why) for item in found.leftovers} == {(empty, EMPTY_SIDE_FILE), (cut, EMPTY_SIDE_FILE),
+                                                                   (meta, EMPTY_SIDE_FILE)}
+    assert {item.path for item in repair(found)} == {empty, cut, meta}
     assert not empty.exists() and not cut.exists() and files.checkpoints[0].exists()
 
 
@@ -68,7 +68,7 @@ def test_temporaries_of_this_stack_go_and_other_stacks_files_stay(tmp_path):
     for path in theirs:
         path.write_bytes(b"")
     found = survey(files)
-    assert [(l.path, l.why) for l in found.leftovers] == [(mine, TEMPORARY)]
+    assert [(item.path, item.why) for item in found.leftovers] == [(mine, TEMPORARY)]
     repair(found)
     assert not mine.exists() and all(p.exists() for p in theirs)
 
@@ -86,7 +86,7 @@ def test_a_dead_runs_lock_goes_and_its_checkpoint_is_read_for_pending_operations
     found = survey(files)  # not asked to be deep: a killed run's lock makes it so
     assert found.killed_run and [op.type for op in found.pending] == ["creating"]
     assert found.pending[0].urn.endswith("::c")
-    assert {l.path for l in found.leftovers} == {stale, side, history / "s-1.history.json.attrs"}
+    assert {item.path for item in found.leftovers} == {stale, side, history / "s-1.history.json.attrs"}
     repair(found)
     assert not stale.exists() and not side.exists()
 

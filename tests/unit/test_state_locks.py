@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from gitops.errors import LockError
+from gitops.procs import pid_alive
 from gitops.state.backend import StackFiles
-from gitops.state.locks import StackLock, pid_alive, pulumi_locks
+from gitops.state.locks import StackLock, pulumi_locks
 
 HOLD = """
 import sys, time
@@ -88,7 +89,8 @@ def test_waiting_can_be_cancelled(tmp_path):
         flag = []
         started = time.monotonic()
         with pytest.raises(LockError):
-            StackLock(path).acquire(wait=True, poll=0.05, on_wait=lambda _: flag.append(1), cancelled=lambda: bool(flag))
+            StackLock(path).acquire(wait=True, poll=0.05, on_wait=lambda _: flag.append(1),
+                                    cancelled=lambda: bool(flag))
         assert time.monotonic() - started < 1
     finally:
         held.release()

@@ -191,7 +191,7 @@ def test_second_call_uses_the_cache_without_go(tmp_path, monkeypatch):
 
 
 def test_unknown_tool_is_named():
-    with pytest.raises(tools.ToolError, match="unknown tool.*kubelet"):
+    with pytest.raises(tools.ToolError, match=r"unknown tool.*kubelet"):
         tools.ensure_tools(progress=lambda line: None, names=["kubelet"])
 
 

@@ -17,7 +17,8 @@ spec:
 
 def state(files: dict[str, str], **kw):
     return desired_state_from_files([SourceFile(p, t.encode()) for p, t in files.items()],
-                                    repo="r", commit="c" * 40, path=kw.pop("path", "."), namespace=kw.pop("namespace", "apps"), **kw)
+                                    repo="r", commit="c" * 40, path=kw.pop("path", "."),
+                                    namespace=kw.pop("namespace", "apps"), **kw)
 
 
 def problems(files: dict[str, str], **kw) -> list[str]:
@@ -27,7 +28,8 @@ def problems(files: dict[str, str], **kw) -> list[str]:
 
 
 def test_namespaced_objects_get_the_default_namespace_and_cluster_objects_none():
-    s = state({"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n"})
+    s = state({"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"
+                         "apiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n"})
     assert [m.id.subject for m in s.manifests] == ["ConfigMap/apps/c", "Namespace/n"]
     assert s.manifests[0].body["metadata"]["namespace"] == "apps"
     assert "namespace" not in s.manifests[1].body["metadata"]
@@ -76,7 +78,8 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_crd_in_repo_decides_the_scope_of_its_kind():
-    assert problems({"crd.yaml": CRD, "w.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: x}\n"}) == [
+    assert problems({"crd.yaml": CRD,
+                     "w.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: x}\n"}) == [
         "w.yaml:3: Widget/w: Widget is cluster-scoped and cannot have metadata.namespace ('x')"]
     s = state({"crd.yaml": CRD, "w.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"})
     assert s.manifests[1].id.namespace == ""

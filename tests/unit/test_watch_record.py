@@ -14,7 +14,8 @@ def test_json_log_is_one_object_per_line():
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     first = json.loads(lines[0])
-    assert (first["event"], first["msg"], first["commit"], first["changes"]) == ("up.done", "create 2\nsame 1", "abc", {"create": 2})
+    assert (first["event"], first["msg"], first["commit"], first["changes"]) == (
+        "up.done", "create 2\nsame 1", "abc", {"create": 2})
     assert json.loads(lines[1])["level"] == "error"
 
 

@@ -39,8 +39,10 @@ def test_listen_is_loopback_only(text):
 
 def test_metrics_rendering():
     m = Metrics()
-    m.count("cycles", "nothing", 3)
-    m.count("errors", "source")
+    for _ in range(3):
+        m.cycle("nothing")
+    m.error("source")
+    m.registry_requests("ghcr.io", 4)
     m.record_up(2.5, {"create": 2, "same": 5})
     m.record_up(1.5, {"update": 1})
     text = m.render()
@@ -51,6 +53,7 @@ def test_metrics_rendering():
     assert 'gitops_watch_changes_total{op="update"} 1' in text
     assert 'op="same"' not in text
     assert 'gitops_watch_errors_total{kind="source"} 1' in text
+    assert 'gitops_watch_registry_requests_total{host="ghcr.io"} 4' in text
     assert "# TYPE gitops_watch_up_duration_seconds summary" in text
     for line in text.splitlines():
         assert line.startswith("#") or len(line.split(" ")) == 2

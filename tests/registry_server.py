@@ -25,9 +25,10 @@ from pathlib import Path
 import requests
 import yaml
 
-from .. import paths
-from ..errors import ToolError
-from .ports import free_ports
+from gitops import paths
+from gitops.errors import ToolError
+from gitops.local.ports import free_ports
+from gitops.text import log_tail
 
 REGISTRY_VERSION = "2.8.2"
 DEB_URL = ("http://deb.debian.org/debian/pool/main/d/docker-registry/"
@@ -173,7 +174,7 @@ class RegistryServer:
             if self._spawn_and_wait(timeout):
                 return self
         raise ToolError(f"docker-registry in {self.root} found no free port in {_BIND_ATTEMPTS} attempts\n"
-                        f"{_tail(self.log_path)}")
+                        f"{log_tail(self.log_path)}")
 
     def stop(self) -> None:
         """SIGTERM by PID, SIGKILL after a grace period; always waits so no zombie is left."""
@@ -232,7 +233,7 @@ class RegistryServer:
                     if b"address already in use" in _read_from(self.log_path, log_start):
                         return False
                     raise ToolError(f"docker-registry exited with code {code} while starting "
-                                    f"in {self.root}\n{_tail(self.log_path)}")
+                                    f"in {self.root}\n{log_tail(self.log_path)}")
                 # Our process must hold the port: another registry that took it between the
                 # probe and our bind would answer /v2/ just the same.
                 if _listens(self._proc.pid, self.port) and _answers(http, self.url):
@@ -240,7 +241,7 @@ class RegistryServer:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise ToolError(f"docker-registry in {self.root} did not answer on {self.url}/v2/ "
-                                    f"within {timeout:.0f} s\n{_tail(self.log_path)}")
+                                    f"within {timeout:.0f} s\n{log_tail(self.log_path)}")
                 time.sleep(_POLL)
 
 
@@ -264,14 +265,6 @@ def _listens(pid: int, port: int) -> bool:
         if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A" and f"socket:[{fields[9]}]" in inodes:
             return True
     return False
-
-
-def _tail(log: Path, lines: int = 20) -> str:
-    try:
-        text = log.read_text(errors="replace").splitlines()[-lines:] or ["(empty)"]
-    except OSError:
-        text = ["(no log)"]
-    return f"last lines of {log}:\n" + "\n".join(text)
 
 
 def _read_from(log: Path, offset: int) -> bytes:

@@ -1,0 +1,16 @@
+"""Repository and API locations as text: local path or URL, and URLs safe to print."""
+from __future__ import annotations
+
+import re
+
+
+def is_remote(repo: str) -> bool:
+    """A URL (`https://`, `ssh://`, `file://`) or git's scp-like `git@host:org/repo`; else a local path."""
+    head = repo.split("/", 1)[0]
+    return "://" in repo or (":" in head and "@" in head)
+
+
+def redact(text: str) -> str:
+    """Drop credentials from `https://user:token@host/...` (wherever they appear in `text`)
+    before it reaches any message."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", text)
