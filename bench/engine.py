@@ -22,10 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from gitops.desired import desired_state_from_files, to_yaml  # noqa: E402
+from gitops.desired import desired_state_from_files  # noqa: E402
 from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
 from gitops.local.tools import build_times, ensure_tools  # noqa: E402
+from gitops.render import to_yaml  # noqa: E402
 from gitops.source.git import SourceFile  # noqa: E402
 
 from common import project_copy  # noqa: E402

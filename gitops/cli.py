@@ -47,7 +47,7 @@ def _render(settings: StackSettings, root: Path) -> DesiredState:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .desired import to_yaml
+    from .render import to_yaml
 
     settings, root = _settings(args)
     sys.stdout.write(to_yaml(_render(settings, root), show_secrets=args.show_secrets))

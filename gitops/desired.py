@@ -1,4 +1,4 @@
-"""Source files at a commit -> the validated desired state; and the desired state as YAML.
+"""Source files at a commit -> the validated desired state.
 
 The one function both the CLI (`render`, before any engine run) and the Pulumi program call,
 so what `render` prints is exactly what `up` applies.
@@ -9,18 +9,14 @@ import gc
 import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
-
-import yaml
+from typing import Protocol
 
 from .errors import Problem
 from .manifests.load import IGNORE_FILE, Document, load_documents, select_manifest_files
 from .manifests.validate import validate
-from .model import DesiredState, Manifest
+from .model import DesiredState
 from .settings import StackSettings
 from .source.git import SourceFile
-
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @contextmanager
@@ -71,31 +67,3 @@ def read_desired_state(source: FileSource, commit: str, settings: StackSettings,
         files = rewrite(files)
     return desired_state_from_files(files, repo=source.label, commit=commit, path=settings.source.path,
                                     namespace=settings.program.namespace, cluster_kinds=settings.program.cluster_kinds)
-
-
-REDACTED = "<redacted>"
-
-
-def redacted_secret(manifest: Manifest) -> dict[str, Any]:
-    """A Secret with its keys kept and values hidden. No hash either: short secrets would fall to guessing."""
-    body = dict(manifest.body)
-    for key in ("data", "stringData"):
-        values = body.get(key)
-        if isinstance(values, dict):
-            body[key] = dict.fromkeys(values, REDACTED)
-    return body
-
-
-def is_secret(manifest: Manifest) -> bool:
-    return manifest.id.group == "" and manifest.id.kind == "Secret"
-
-
-def to_yaml(state: DesiredState, show_secrets: bool = False) -> str:
-    """A YAML stream of the desired state, each object headed by where it was written."""
-    parts = [f"# repo: {state.repo}\n# commit: {state.commit}\n# path: {state.path}\n"
-             f"# objects: {len(state.manifests)}\n"]
-    for manifest in state.manifests:
-        body = manifest.body if show_secrets or not is_secret(manifest) else redacted_secret(manifest)
-        parts.append(f"---\n# {manifest.id.subject} from {manifest.origin}\n"
-                     + yaml.dump(dict(body), Dumper=_Dumper, sort_keys=False, default_flow_style=False))
-    return "".join(parts)

@@ -73,3 +73,8 @@ class DesiredState:
     @property
     def subjects(self) -> list[str]:
         return [m.id.subject for m in self.manifests]
+
+
+def is_secret(manifest: Manifest) -> bool:
+    """A core Secret: its values are hidden in every output and encrypted in state."""
+    return manifest.id.group == "" and manifest.id.kind == "Secret"

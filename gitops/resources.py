@@ -8,9 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .desired import is_secret
 from .manifests.scope import CRD_KIND, crd_defines
-from .model import DesiredState, Manifest, ObjectId
+from .model import DesiredState, Manifest, ObjectId, is_secret
 
 # Changing `apiVersion` (v1beta1 -> v1) must update an object in place, not delete and re-create
 # it, so each resource aliases its type at the other versions its kind has had: the provider's

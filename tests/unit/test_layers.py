@@ -16,7 +16,7 @@ LAYERS = (
     ("__init__", "errors", "model", "urls", "text", "procs", "paths", "http"),
     ("settings",),
     ("source",),
-    ("manifests", "desired"),
+    ("manifests", "desired", "render"),
     ("images",),
     ("resources", "program"),
     ("state", "local"),
