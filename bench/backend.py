@@ -12,10 +12,8 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +23,7 @@ from gitops.engine import engine_env  # noqa: E402
 from gitops.local import cluster as local_cluster  # noqa: E402
 from gitops.local.tools import ensure_tools  # noqa: E402
 
-from common import project_copy  # noqa: E402
+from common import configmap_files, project_copy, timed_up  # noqa: E402
 from gitrepo import ConfigRepo  # noqa: E402
 
 MODES = {"side files on (metadata=)": "metadata=", "side files off (metadata=skip)": "metadata=skip"}
@@ -33,18 +31,9 @@ MODES = {"side files on (metadata=)": "metadata=", "side files off (metadata=ski
 
 def config_repo(path: Path, namespace: str, count: int) -> ConfigRepo:
     repo = ConfigRepo(path)
-    files = {"ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n"}
-    files.update({f"c{i:05}.yaml": f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i:05}}}\ndata: {{k: v}}\n"
-                  for i in range(count)})
+    files = configmap_files(namespace, count)
     repo.write(files)
     return repo
-
-
-def timed_up(project: Path, stack: str, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "gitops", "--project-dir", str(project), "up", "--stack", stack, "-q"],
-                   env=env, check=True, capture_output=True, text=True)
-    return time.perf_counter() - started
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -10,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EngineError, GitOpsError, SettingsError
+from .errors import EngineError, GitOpsError, GuardError, SettingsError
 from .model import DesiredState
 from .plan.model import Plan
-from .settings import StackSettings, read_stack_settings, settings_from_config
+from .settings import StackSettings, names, read_stack_settings, settings_from_config
 
 # What an engine run needs built; the control plane's binaries are only for `gitops cluster`.
 ENGINE_TOOLS = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes")
@@ -30,20 +31,30 @@ def project_dir(given: str | None) -> Path:
 def _settings(args: argparse.Namespace) -> tuple[StackSettings, Path]:
     if args.stack:
         root = project_dir(args.project_dir)
-        return read_stack_settings(root, args.stack), root
-    if not args.repo:
+        settings = read_stack_settings(root, args.stack)
+    elif not args.repo:
         raise SettingsError("pass --stack, or --repo (with --ref and --path)")
-    config = {"repo": args.repo, "ref": args.ref, "path": args.path, "namespace": args.namespace}
-    return settings_from_config({k: v for k, v in config.items() if v}), Path.cwd()
+    else:
+        root = Path.cwd()
+        config = {"repo": args.repo, "ref": args.ref, "path": args.path, "namespace": args.namespace}
+        settings = settings_from_config({k: v for k, v in config.items() if v})
+    extra = names("clusterKinds", ",".join(getattr(args, "cluster_kinds", None) or []))
+    if extra:
+        program = dataclasses.replace(settings.program, cluster_kinds=(*settings.program.cluster_kinds, *extra))
+        settings = dataclasses.replace(settings, program=program)
+    return settings, root
 
 
-def _render(settings: StackSettings, root: Path) -> DesiredState:
+def _render(settings: StackSettings, root: Path, against_cluster: bool = False) -> DesiredState:
+    """The desired state at the settings' ref; `against_cluster` asks the cluster how custom kinds
+    without a CRD in the repo are scoped (`render` has no cluster: it takes --cluster-kinds)."""
     from .desired import read_desired_state
+    from .kube.scopes import read_against_cluster
     from .source.git import GitSource
 
     source = GitSource(settings.source.resolved_repo(root))
     commit = source.resolve(settings.source.ref)
-    return read_desired_state(source, commit, settings)
+    return (read_against_cluster if against_cluster else read_desired_state)(source, commit, settings)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -56,11 +67,15 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from . import engine
+    from .guard import check_deletions, check_not_empty
+    from .kube.dryrun import require_acceptance
     from .local.tools import ensure_tools
+    from .program import VERIFIED_ENV
 
     settings, root = _settings(args)
     # Validate before the engine starts: a broken commit must leave state and cluster untouched.
-    state = _render(settings, root)
+    state = _render(settings, root, against_cluster=True)
+    check_not_empty(state, settings.safety.allow_empty)
     print(f"desired state: {len(state.manifests)} objects from {state.repo} at {state.commit[:12]} ({state.path})")
     ensure_tools(progress=print, names=ENGINE_TOOLS)
     # One engine run of the stack at a time (a watcher's included); in its turn, what a killed run
@@ -74,7 +89,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         for line in recovery.lines():
             print(f"recover: {line}", flush=True)
         try:
-            result = stack.up(state.commit, on_output=None if args.quiet else _print_line, refresh=args.refresh)
+            current = stack.applied().subjects
+            guard = check_deletions(current, state.subjects, max_delete_percent=settings.safety.max_delete_percent,
+                                    allow_mass_delete=settings.safety.allow_mass_delete or args.allow_mass_delete)
+            if not guard.allowed:
+                raise GuardError(f"commit {state.commit[:12]}: {guard.message}")
+            program_env = {}
+            if settings.safety.server_dry_run:
+                verdict = require_acceptance(settings.cluster, state.manifests, state.commit)
+                print(f"server dry run: {verdict.summary}", flush=True)
+                program_env[VERIFIED_ENV] = state.commit
+            result = stack.up(state.commit, on_output=None if args.quiet else _print_line, refresh=args.refresh,
+                              program_env=program_env)
         except EngineError:
             # Damaged state makes the engine fail with a bare "EOF"; a deeper look names the file and the fix.
             stack.deep_recover()
@@ -201,9 +227,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     context = settings.cluster.context
     base = ["kubectl", *(["--kubeconfig", kubeconfig] if kubeconfig else []),
             *(["--context", context] if context else [])]
-    for namespace, names in sorted(by_namespace.items()):
+    for namespace, objects in sorted(by_namespace.items()):
         print(f"\n# {'namespace ' + namespace if namespace else 'cluster-scoped'}")
-        subprocess.run([*base, "get", *(["-n", namespace] if namespace else []), *names], env=env, check=False)
+        subprocess.run([*base, "get", *(["-n", namespace] if namespace else []), *objects], env=env, check=False)
     return 0
 
 
@@ -304,12 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser("render", help="print the desired state as YAML; touches no cluster")
     source_flags(render)
+    render.add_argument("--cluster-kinds", action="append", metavar="Kind.group",
+                        help="a custom kind the cluster serves cluster-scoped, whose CRD is not in the repo "
+                             "(repeatable, or comma-separated), as gitops:clusterKinds")
     render.add_argument("--show-secrets", action="store_true", help="print Secret values (redacted by default)")
     render.set_defaults(func=cmd_render)
 
     up = commands.add_parser("up", help="apply the desired state of a stack")
     up.add_argument("--stack", "-s", required=True)
     up.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    up.add_argument("--allow-mass-delete", action="store_true",
+                    help="apply a commit that deletes more than gitops:maxDeletePercent of the stack's objects, once")
     up.add_argument("--refresh", action="store_true",
                     help="read every object from the cluster first, so objects deleted or edited by hand are put back")
     up.set_defaults(func=cmd_up, repo=None)

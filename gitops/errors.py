@@ -8,6 +8,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .text import escape
+
+# A commit can have thousands of problems (one bad line in a generated file); the first hundred
+# say what is wrong, and the rest would only bury them.
+SHOWN_PROBLEMS = 100
+
 
 class GitOpsError(Exception):
     """Base of every error this project raises on purpose."""
@@ -15,24 +21,37 @@ class GitOpsError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with the desired state, located as `path:line`."""
+    """One thing wrong with the desired state, located as `path:line`.
+
+    Paths and messages quote the config repo, which is hostile input: control characters are
+    escaped as the problem is made, so no file name or value can start a line of its own (or move
+    a terminal's cursor) wherever a problem is shown: a terminal, a log, a pull-request comment.
+    """
 
     path: str
     line: int
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", escape(self.path))
+        object.__setattr__(self, "message", escape(self.message))
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.message}"
 
 
 class ManifestError(GitOpsError):
-    """The desired state is invalid; carries every problem found, not just the first."""
+    """The desired state is invalid; carries every problem found, not just the first, and shows
+    the first `shown` of them."""
 
-    def __init__(self, problems: Sequence[Problem]):
+    def __init__(self, problems: Sequence[Problem], *, shown: int = SHOWN_PROBLEMS):
         self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line, p.message)))
         count = len(self.problems)
         header = f"{count} problem{'s' if count != 1 else ''} in the manifests; nothing was applied:"
-        super().__init__("\n".join([header, *(f"  {p}" for p in self.problems)]))
+        lines = [header, *(f"  {p}" for p in self.problems[:shown])]
+        if count > shown:
+            lines.append(f"  and {count - shown} more")
+        super().__init__("\n".join(lines))
 
 
 class SourceError(GitOpsError):

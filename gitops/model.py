@@ -76,5 +76,20 @@ class DesiredState:
 
 
 def is_secret(manifest: Manifest) -> bool:
-    """A core Secret: its values are hidden in every output and encrypted in state."""
-    return manifest.id.group == "" and manifest.id.kind == "Secret"
+    """A core Secret: its values are hidden in every output and encrypted in state.
+
+    Validation refuses every other spelling of a Secret (`kind: secret`, `apiVersion: core/v1`),
+    but hiding its values must not depend on that: this answers yes for any spelling, in the
+    identity or in the body itself, so a manifest made some other way is hidden too.
+    """
+    oid = manifest.id
+    if _is_core_secret(oid.group, oid.kind):
+        return True
+    api_version, kind = manifest.body.get("apiVersion"), manifest.body.get("kind")
+    return (isinstance(api_version, str) and isinstance(kind, str)
+            and _is_core_secret(split_api_version(api_version)[0], kind))
+
+
+def _is_core_secret(group: str, kind: str) -> bool:
+    # `core` is Pulumi's name for the core group, in its type tokens.
+    return group.strip().lower() in ("", "core") and kind.strip().lower() == "secret"

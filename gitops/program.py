@@ -12,8 +12,10 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .desired import read_desired_state
 from .errors import GitOpsError
+from .guard import check_not_empty
+from .kube.dryrun import require_acceptance
+from .kube.scopes import read_against_cluster
 from .model import DesiredState
 from .resources import ResourceSpec, resource_specs
 from .settings import NAMESPACE, PROGRAM_KEYS, StackSettings, settings_from_config
@@ -27,6 +29,9 @@ REPO_ENV = "GITOPS_REPO"
 # Set by the watcher in read-only image mode: policy -> tag, applied to the marked fields as the
 # files are read, so the accepted tags are deployed without a commit.
 IMAGE_TAGS_ENV = "GITOPS_IMAGE_TAGS"
+# Set by `gitops up`, the watcher and the preview to the commit whose objects the API server has
+# already accepted in a dry run, so the program does not ask again.
+VERIFIED_ENV = "GITOPS_VERIFIED"
 
 
 class KubernetesObject(pulumi.CustomResource):
@@ -104,7 +109,12 @@ def run(project_dir: str | None = None) -> None:
                            or settings.source.resolved_repo(Path(project_dir or os.getcwd())))
         commit = os.environ.get(COMMIT_ENV) or source.resolve(settings.source.ref)
         rewrite = image_rewrite(os.environ.get(IMAGE_TAGS_ENV), settings.source.path)
-        state = read_desired_state(source, commit, settings, rewrite=rewrite)
+        state = read_against_cluster(source, commit, settings, rewrite=rewrite)
+        check_not_empty(state, settings.safety.allow_empty)
+        # `gitops up` and the watcher ask the API server before they start the engine; a plain
+        # `pulumi up` gets the same verdict here, before the first resource is registered.
+        if settings.safety.server_dry_run and os.environ.get(VERIFIED_ENV) != commit:
+            require_acceptance(settings.cluster, state.manifests, commit)
     except GitOpsError as e:
         # A clean message instead of a traceback; nothing has been registered yet.
         raise pulumi.RunError(str(e)) from e

@@ -9,6 +9,7 @@ parser accepts both.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import yaml
 
 from .errors import SettingsError
 from .paths import cluster_root
-from .urls import is_remote
+from .urls import is_remote, normalized
 
 NAMESPACE = "gitops"
 
@@ -181,7 +182,7 @@ def check_template(written: str) -> None:
 
 
 def folder(key: str, value: Any) -> str:
-    return (text(key, value) or ".").strip("/") or "."
+    return normalized(text(key, value) or ".") or "."
 
 
 # ---------------------------------------------------------------- the settings, by concern
@@ -250,10 +251,22 @@ class WatchSettings:
     drift_mode: str = setting("driftMode", "correct", "watcher: `correct` puts hand edits back to git (refresh, "
                               "then `up`); `report` only logs and records them (preview-only refresh)",
                               choice("correct", "report"))
-    max_delete_percent: float = setting("maxDeletePercent", 50.0, "watcher: refuse a commit that would delete more "
-                                        "than this share of the stack's objects (an emptied or renamed folder)",
-                                        percent, shown="`50`")
-    allow_mass_delete: bool = setting("allowMassDelete", False, "watcher: apply such a commit anyway", flag)
+
+
+@dataclass(frozen=True)
+class SafetySettings:
+    """What keeps a bad commit from changing anything: checked by `gitops up`, the watcher and the program."""
+
+    max_delete_percent: float = setting("maxDeletePercent", 50.0, "refuse a commit that would delete more than this "
+                                        "share of the stack's objects (an emptied or renamed folder), in `gitops up` "
+                                        "and the watcher", percent, shown="`50`")
+    allow_mass_delete: bool = setting("allowMassDelete", False, "apply such a commit anyway (`gitops up "
+                                      "--allow-mass-delete` for one run)", flag)
+    allow_empty: bool = setting("allowEmpty", False, "accept a desired state of no objects at all, which prunes "
+                                "everything the stack holds; off, an empty or mistyped folder is an error", flag)
+    server_dry_run: bool = setting("serverDryRun", True, "before anything is applied, the API server dry-runs every "
+                                   "object of the commit (concurrently, as Flux does): a rejected object stops the "
+                                   "whole commit with nothing applied", flag)
 
 
 @dataclass(frozen=True)
@@ -281,8 +294,8 @@ class ImageSettings:
                                                    "(loopback ones always are)", names, shown="`[]`")
 
 
-GROUPS = {"source": SourceSettings, "program": ProgramSettings, "cluster": ClusterSettings, "watch": WatchSettings,
-          "images": ImageSettings}
+GROUPS = {"source": SourceSettings, "program": ProgramSettings, "cluster": ClusterSettings, "safety": SafetySettings,
+          "watch": WatchSettings, "images": ImageSettings}
 
 
 @dataclass(frozen=True)
@@ -290,6 +303,7 @@ class StackSettings:
     source: SourceSettings
     program: ProgramSettings = ProgramSettings()
     cluster: ClusterSettings = ClusterSettings()
+    safety: SafetySettings = SafetySettings()
     watch: WatchSettings = WatchSettings()
     images: ImageSettings = ImageSettings()
 
@@ -305,7 +319,7 @@ def keys(*groups: type) -> dict[str, tuple[str, Key]]:
 
 
 # The keys the Pulumi program needs: the rest only matter to the watcher and image automation.
-PROGRAM_KEYS = tuple(keys(SourceSettings, ProgramSettings, ClusterSettings))
+PROGRAM_KEYS = tuple(keys(SourceSettings, ProgramSettings, ClusterSettings, SafetySettings))
 
 
 def settings_from_config(config: Mapping[str, Any]) -> StackSettings:
@@ -336,6 +350,34 @@ def split_author(written: str) -> tuple[str, str]:
 
 def stack_file(project_dir: Path, stack: str) -> Path:
     return project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+# Pulumi writes its passphrase salt into a stack file the first time it uses the stack.
+SALT_KEY = "encryptionsalt"
+
+
+def stack_fingerprint(stack_bytes: bytes) -> str:
+    """A digest of what a stack file says: when it changes, the settings to apply changed.
+
+    The engine's first use of a stack is not a change, though Pulumi then writes the file again:
+    it adds its salt (left out here) and writes scalar settings as strings (`true` becomes
+    "true", `8` "8"), so scalars are compared as Pulumi writes them."""
+    try:
+        document = yaml.safe_load(stack_bytes)
+    except yaml.YAMLError:
+        document = None
+    if not isinstance(document, dict):
+        return hashlib.sha256(stack_bytes).hexdigest()
+    said = {str(k): v for k, v in document.items() if k != SALT_KEY}
+    if isinstance(said.get("config"), dict):
+        said["config"] = {str(k): _as_pulumi_writes(v) for k, v in said["config"].items()}
+    return hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _as_pulumi_writes(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, (int, float)) else value
 
 
 def read_stack_settings(project_dir: Path, stack: str) -> StackSettings:

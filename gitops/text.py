@@ -19,3 +19,19 @@ def log_tail(log: Path, lines: int = 20) -> str:
     except OSError:
         tail = ["(no log)"]
     return f"last lines of {log}:\n" + "\n".join(tail)
+
+
+def escape(text: str) -> str:
+    """`text` with control and invisible formatting characters shown as escapes, so a hostile file
+    name or value cannot start a new line, move the cursor or hide text in a message or a log."""
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable():
+            out.append(char)
+        elif char in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char])
+        else:
+            out.append(f"\\u{ord(char):04x}" if ord(char) > 0xFF else f"\\x{ord(char):02x}")
+    return "".join(out)

@@ -134,7 +134,7 @@ class PreviewResult:
 
 def preview(project_dir: Path, stack_name: str, commit: str, env: Mapping[str, str] | None = None,
             refresh: bool = True, on_event: Callable[[auto.EngineEvent], None] | None = None,
-            repo: str | None = None) -> PreviewResult:
+            repo: str | None = None, program_env: Mapping[str, str] | None = None) -> PreviewResult:
     """`pulumi preview` of a commit against a copy of the stack's state, so nothing the preview
     does (or an interruption of it) can touch the real state or take the real stack's lock.
     The refresh, on by default, reads every object from the cluster first: the plan is then
@@ -151,7 +151,7 @@ def preview(project_dir: Path, stack_name: str, commit: str, env: Mapping[str, s
     started = time.monotonic()
     with _sandbox(project_dir, stack_name, env) as sandbox_env:
         stack = select_stack(project_dir, stack_name, sandbox_env)
-        _env_vars(stack)[COMMIT_ENV] = commit
+        _env_vars(stack).update({COMMIT_ENV: commit, **(program_env or {})})
         if repo:
             _env_vars(stack)[REPO_ENV] = repo
         try:

@@ -14,6 +14,7 @@ from pulumi import automation as auto
 
 from ..errors import EngineError
 from ..paths import bin_dir, state_root, tool_env
+from ..settings import SALT_KEY, stack_file
 from ..state.backend import Backend
 from ..state.locks import StackLock
 from ..text import last_lines
@@ -76,8 +77,6 @@ def _options(work_dir: Path, env: Mapping[str, str]) -> auto.LocalWorkspaceOptio
                                       secrets_provider="passphrase")
 
 
-SALT_KEY = "encryptionsalt"
-
 
 def _salt_stack_file(project_dir: Path, stack: str, env: Mapping[str, str]) -> None:
     """Give a stack file its passphrase salt without Pulumi writing the user's file.
@@ -86,7 +85,7 @@ def _salt_stack_file(project_dir: Path, stack: str, env: Mapping[str, str]) -> N
     the file and writing it again in place: a run killed at that moment leaves the user's settings
     empty. So the first selection runs on a scratch copy of the project, and the one line Pulumi
     added is appended to the real file through a rename. Later runs find the salt and write nothing."""
-    path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+    path = stack_file(project_dir, stack)
     try:
         text = path.read_text()
         document = yaml.safe_load(text) or {}

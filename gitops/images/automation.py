@@ -10,10 +10,8 @@ import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import yaml
-
 from ..errors import ManifestError, Problem, SettingsError
-from ..manifests.load import IGNORE_FILE, select_manifest_files
+from ..manifests.load import IGNORE_FILE, load_documents, select_manifest_files
 from ..source.git import SourceFile
 from .markers import Marker, find_markers
 from .message import ImageUpdate
@@ -78,10 +76,7 @@ def load_policies(declared: Mapping[str, object], declared_where: str,
     policies = {name: policy_from_mapping(name, data, declared_where) for name, data in declared.items()}
     if policy_file is None:
         return policies
-    try:
-        document = yaml.safe_load(policy_file.data) or {}
-    except yaml.YAMLError as e:
-        raise SettingsError(f"{policy_file.path}: invalid YAML: {e}") from e
+    document = _policy_document(policy_file)
     table = document.get("policies") if isinstance(document, dict) else None
     if not isinstance(table, dict):
         raise SettingsError(f"{policy_file.path}: expected a `policies:` mapping of name -> policy")
@@ -193,6 +188,25 @@ def apply_choices(files: Sequence[SourceFile], chosen: Mapping[str, str], path: 
         new = rewrite_file(file.path, file.data, chosen) if file.path in candidates else None
         result.append(SourceFile(file.path, new) if new is not None else file)
     return result
+
+
+# A policy file names a few policies; past this it is not one (and is not read into memory whole).
+POLICY_FILE_MAX_BYTES = 1024 * 1024
+
+
+def _policy_document(policy_file: SourceFile) -> object:
+    """The policy file's one document, read with the manifests' bounded parser (the file is in the
+    config repo, so it is as untrusted as they are: no alias bomb or nesting can take the watcher down)."""
+    if policy_file.size > POLICY_FILE_MAX_BYTES:
+        raise SettingsError(f"{policy_file.path}: {policy_file.size} bytes; a policy file may hold at most "
+                            f"{POLICY_FILE_MAX_BYTES // 1024} KiB")
+    documents, problems = load_documents(policy_file.path, policy_file.data)
+    if problems:
+        raise SettingsError("; ".join(str(p) for p in problems[:3]))
+    if len(documents) > 1:
+        raise SettingsError(f"{policy_file.path}:{documents[1].line}: one document expected, "
+                            "with a `policies:` mapping")
+    return documents[0].data if documents else {}
 
 
 def encode_choices(chosen: Mapping[str, str]) -> str:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..desired import desired_state_from_files
 from ..errors import RegistryError
 from ..settings import StackSettings
 from ..source.git import SourceFile
@@ -45,12 +46,14 @@ class ImageScanner:
         self.clock = clock
         self._backoff: dict[str, float] = {}
         """Registry host -> monotonic time before which it is not asked again."""
+        self._read: tuple[tuple[object, ...], frozenset[str]] | None = None
+        """The last commit read (with the settings it was read with) and its files holding objects."""
 
     def scan(self, files: Sequence[SourceFile], commit: str, settings: StackSettings,
              settings_where: str) -> ScanResult:
         """ManifestError for malformed markers, SettingsError for bad policies: both before any
         registry request, so a typo costs nothing."""
-        markers = auto.find_all_markers(auto.marked_files(files, settings.source.path))
+        markers = auto.find_all_markers(self._manifest_files(files, commit, settings))
         policies = self.policies(files, settings, settings_where)
         self.client.begin_scan()
         tags: dict[str, Sequence[str] | str] = {}
@@ -68,6 +71,23 @@ class ImageScanner:
                 if e.retry_after:
                     self._backoff[host] = self.clock() + e.retry_after
         return ScanResult(commit, auto.plan_checks(markers, policies, tags), errors)
+
+    def _manifest_files(self, files: Sequence[SourceFile], commit: str, settings: StackSettings) -> list[SourceFile]:
+        """The files that hold the commit's objects, once the commit has been read as `up` reads it.
+
+        The files are untrusted and markers are read in this process: only a commit whose files
+        passed the bounded parse and validation (in a child process) is scanned, so no file can
+        crash, exhaust or hang the watcher here. ManifestError otherwise, with every problem. The
+        last commit read is remembered: scans of an unchanged commit cost no parse.
+        """
+        key = (commit, settings.source.path, settings.program.namespace, settings.program.cluster_kinds)
+        if self._read is None or self._read[0] != key:
+            state = desired_state_from_files(files, repo="", commit=commit, path=settings.source.path,
+                                             namespace=settings.program.namespace,
+                                             cluster_kinds=settings.program.cluster_kinds)
+            self._read = (key, frozenset(m.origin.path for m in state.manifests))
+        holding = self._read[1]
+        return [f for f in files if f.path in holding]
 
     @staticmethod
     def policies(files: Sequence[SourceFile], settings: StackSettings,

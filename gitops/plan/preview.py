@@ -9,8 +9,11 @@ from pathlib import Path
 from pulumi import automation as auto
 
 from .. import engine
-from ..desired import read_desired_state
-from ..errors import EngineError, ManifestError, SourceError
+from ..errors import ClusterError, EngineError, ManifestError, SourceError
+from ..guard import check_not_empty
+from ..kube.dryrun import RejectedError, require_acceptance
+from ..kube.scopes import read_against_cluster
+from ..program import VERIFIED_ENV
 from ..settings import StackSettings
 from ..source.git import GitSource
 from .changes import changes_from_events
@@ -30,11 +33,21 @@ def preview_plan(project_dir: Path, stack: str, settings: StackSettings, ref: st
     except SourceError as e:
         return Plan(stack=stack, ref=ref, commit=None, error=str(e))
     try:
-        state = read_desired_state(source, commit, settings)
+        state = read_against_cluster(source, commit, settings)
+        check_not_empty(state, settings.safety.allow_empty)
     except ManifestError as e:
         return Plan(stack=stack, ref=ref, commit=commit, problems=e.problems)
-    except SourceError as e:
+    except (SourceError, ClusterError) as e:
         return Plan(stack=stack, ref=ref, commit=commit, error=str(e))
+    program_env = {}
+    if settings.safety.server_dry_run:
+        # The API server's verdict is the plan's error: a plan the server would refuse is no plan.
+        try:
+            verdict = require_acceptance(settings.cluster, state.manifests, commit)
+        except (RejectedError, ClusterError) as e:
+            return Plan(stack=stack, ref=ref, commit=commit, error=str(e))
+        progress(f"server dry run: {verdict.summary}")
+        program_env[VERIFIED_ENV] = commit
     progress(f"desired state: {len(state.manifests)} objects at {commit[:12]}; previewing against stack {stack}")
     seen = [0]
     total = len(state.manifests)
@@ -49,7 +62,7 @@ def preview_plan(project_dir: Path, stack: str, settings: StackSettings, ref: st
 
     try:
         result = engine.preview(project_dir, stack, commit, env=env, refresh=refresh,
-                                repo=repo_path if repo else None, on_event=on_event)
+                                repo=repo_path if repo else None, on_event=on_event, program_env=program_env)
     except EngineError as e:
         return Plan(stack=stack, ref=ref, commit=commit, error=str(e))
     changes, unchanged = changes_from_events(engine.event_json(e) for e in result.events)

@@ -39,22 +39,40 @@ def bare_clone(url: str, cache_dir: Path) -> Path:
     return target
 
 
-def read_blobs(git_dir: str | os.PathLike[str], shas: list[str], label: str) -> list[bytes]:
-    """Blobs by id in one `git cat-file --batch` round trip: a repo of thousands of files would
-    otherwise pay one request and response per file."""
+def blob_sizes(git_dir: str | os.PathLike[str], shas: list[str], label: str) -> list[int]:
+    """Sizes of blobs by id, in one `git cat-file --batch-check` round trip, reading none of them."""
+    sizes = []
+    lines = _cat_file(git_dir, "--batch-check", shas, label).splitlines()
+    for sha, line in zip(shas, lines, strict=False):
+        sizes.append(_blob_size(line.split(), sha, label))
+    if len(sizes) != len(shas):
+        raise SourceError("git cat-file answered for fewer objects than asked", repo=label)
+    return sizes
+
+
+def _cat_file(git_dir: str | os.PathLike[str], mode: str, shas: list[str], label: str) -> bytes:
     if not shas:
-        return []
-    done = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "--batch"],
+        return b""
+    done = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", mode],
                           input="".join(f"{sha}\n" for sha in shas).encode(), capture_output=True, check=False)
     if done.returncode != 0:
         raise SourceError(f"cannot read files: {' | '.join(last_lines(done.stderr, 4))}", repo=label)
-    out, position, contents = done.stdout, 0, []
+    return done.stdout
+
+
+def _blob_size(header: list[bytes], sha: str, label: str) -> int:
+    if len(header) != 3 or header[1] != b"blob":
+        raise SourceError(f"object {sha} is missing from the repository", repo=label)
+    return int(header[2])
+
+
+def read_blobs(git_dir: str | os.PathLike[str], shas: list[str], label: str) -> list[bytes]:
+    """Blobs by id in one `git cat-file --batch` round trip: a repo of thousands of files would
+    otherwise pay one request and response per file."""
+    out, position, contents = _cat_file(git_dir, "--batch", shas, label), 0, []
     for sha in shas:
         header_end = out.index(b"\n", position)
-        header = out[position:header_end].split()
-        if len(header) != 3 or header[1] != b"blob":
-            raise SourceError(f"object {sha} is missing from the repository", repo=label)
-        size = int(header[2])
+        size = _blob_size(out[position:header_end].split(), sha, label)
         contents.append(out[header_end + 1:header_end + 1 + size])
         position = header_end + 1 + size + 1  # each content is followed by a newline
     return contents

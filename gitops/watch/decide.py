@@ -32,18 +32,22 @@ class Failure(StrEnum):
     """What failed, and so whether trying again can help."""
 
     SOURCE = "source"
+    CLUSTER = "cluster"
+    """The API server could not be asked (discovery, the dry run)."""
     ENGINE = "engine"
     LOCK = "lock"
     INTERNAL = "internal"
     MANIFEST = "manifest"
     GUARD = "guard"
+    REJECTED = "rejected"
+    """The API server's dry run refused objects of the commit."""
     SETTINGS = "settings"
     STATE = "state"
 
     @property
     def transient(self) -> bool:
         """Retried with backoff; the others fail the same way until a person changes their input."""
-        return self in (Failure.SOURCE, Failure.ENGINE, Failure.LOCK, Failure.INTERNAL)
+        return self in (Failure.SOURCE, Failure.CLUSTER, Failure.ENGINE, Failure.LOCK, Failure.INTERNAL)
 
 
 @dataclass(frozen=True)

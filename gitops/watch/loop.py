@@ -21,7 +21,7 @@ from .. import engine
 from ..engine import Recovery
 from ..errors import LockError, SettingsError, SourceError, StateDamagedError
 from ..images import automation as images
-from ..settings import StackSettings, read_stack_settings, stack_file
+from ..settings import StackSettings, read_stack_settings, stack_file, stack_fingerprint
 from ..state.locks import StackLock
 from . import decide as d
 from . import steps
@@ -182,7 +182,7 @@ class Watcher:
             stack_bytes = path.read_bytes()
         except OSError as e:
             return d.Observation(now=now, fingerprint="", settings_error=f"cannot read {path}: {e}"), None
-        fingerprint = hashlib.sha256(stack_bytes).hexdigest()
+        fingerprint = stack_fingerprint(stack_bytes)
         damage = _damage_fingerprint(self._damaged)
         try:
             settings = read_stack_settings(self.options.project_dir, self.options.stack)
@@ -190,7 +190,7 @@ class Watcher:
             return d.Observation(now=now, fingerprint=fingerprint, settings_error=str(e), damage=damage), None
         if settings.images.mode == "readonly" and self._image_tags:
             # Tags deployed in place of git's are part of what is applied: a new choice is a change.
-            fingerprint = hashlib.sha256(stack_bytes + images.encode_choices(self._image_tags).encode()).hexdigest()
+            fingerprint = hashlib.sha256((fingerprint + images.encode_choices(self._image_tags)).encode()).hexdigest()
         try:
             source = self.ports.source_for(settings.source.resolved_repo(self.options.project_dir))
             head = source.resolve(settings.source.ref)

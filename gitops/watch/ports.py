@@ -14,7 +14,9 @@ from ..engine import Applied, RefreshResult, RunResult
 from ..engine.recover import Recovery
 from ..images.scan import ImageScanner, ScanResult
 from ..images.writeback import Edit, WriteBack, WriteResult, write_back
-from ..settings import StackSettings
+from ..kube.dryrun import Verdict, require_acceptance
+from ..model import Manifest
+from ..settings import ClusterSettings, StackSettings
 from ..source.git import GitSource, SourceFile
 
 
@@ -49,6 +51,7 @@ class Scanner(Protocol):
 
 
 WriteBackFn = Callable[[WriteBack, Sequence[str], Edit, str], WriteResult]
+VerdictFn = Callable[[ClusterSettings, Sequence[Manifest], str], Verdict]
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Ports:
     """A source for a repo (path or URL)."""
     scanner: Callable[[StackSettings], Scanner]
     write_back: WriteBackFn
+    verdict: VerdictFn = require_acceptance
+    """The API server's dry run of a commit's objects (RejectedError when it refuses some)."""
     clock: Callable[[], float] = time.monotonic
     _sources: dict[str, Source] = field(default_factory=dict, repr=False)
     _scanner: Scanner | None = field(default=None, repr=False)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..desired import read_desired_state
 from ..errors import (
+    ClusterError,
     EngineError,
     GitOpsError,
     GuardError,
@@ -23,14 +23,16 @@ from ..errors import (
     SourceError,
     StateDamagedError,
 )
+from ..guard import check_deletions, check_not_empty
 from ..images import automation as images
 from ..images.message import commit_message
 from ..images.scan import ScanResult, describe
 from ..images.writeback import Author, WriteBack
-from ..program import IMAGE_TAGS_ENV
+from ..kube.dryrun import RejectedError
+from ..kube.scopes import read_against_cluster
+from ..program import IMAGE_TAGS_ENV, VERIFIED_ENV
 from ..settings import StackSettings, split_author
 from .decide import Failure
-from .guard import check_deletions
 from .metrics import Metrics
 from .ports import Ports, Source
 from .record import Log, Record
@@ -51,6 +53,7 @@ class StepResult:
 def failure_of(error: Exception) -> Failure:
     """What kind of failure an error is, and so whether a retry can help."""
     for kind, failure in ((StateDamagedError, Failure.STATE), (ManifestError, Failure.MANIFEST),
+                          (RejectedError, Failure.REJECTED), (ClusterError, Failure.CLUSTER),
                           (GuardError, Failure.GUARD), (SettingsError, Failure.SETTINGS),
                           (EngineError, Failure.ENGINE), (SourceError, Failure.SOURCE), (LockError, Failure.LOCK)):
         if isinstance(error, kind):
@@ -83,17 +86,22 @@ def deploy(ctx: StepContext, commit: str, reason: str, subjects: tuple[str, ...]
     tags = dict(ctx.image_tags) if settings.images.mode == "readonly" else {}
     try:
         rewrite = (lambda files: images.apply_choices(files, tags, settings.source.path)) if tags else None
-        desired = read_desired_state(ctx.source, commit, settings, rewrite=rewrite)
+        desired = read_against_cluster(ctx.source, commit, settings, rewrite=rewrite)
+        check_not_empty(desired, settings.safety.allow_empty)
         current = subjects if subjects is not None else ctx.ports.engine.applied().subjects
-        verdict = check_deletions(current, desired.subjects, max_delete_percent=settings.watch.max_delete_percent,
-                                  allow_mass_delete=settings.watch.allow_mass_delete)
+        verdict = check_deletions(current, desired.subjects, max_delete_percent=settings.safety.max_delete_percent,
+                                  allow_mass_delete=settings.safety.allow_mass_delete)
         if not verdict.allowed:
             raise GuardError(f"commit {commit[:12]}: {verdict.message}")
+        program_env = {IMAGE_TAGS_ENV: images.encode_choices(tags)} if tags else {}
+        if settings.safety.server_dry_run:
+            accepted = ctx.ports.verdict(settings.cluster, desired.manifests, commit)
+            ctx.log("dryrun.accepted", accepted.summary, commit=commit)
+            program_env[VERIFIED_ENV] = commit
     except GitOpsError as e:
         return StepResult(failure=failure_of(e), message=str(e), subjects=subjects)
     ctx.running("up", commit)
     record = Record(ctx.runs, "up", commit)
-    program_env = {IMAGE_TAGS_ENV: images.encode_choices(tags)} if tags else None
     try:
         result = ctx.ports.engine.up(commit, program_env=program_env, on_event=record.engine_event)
     except GitOpsError as e:

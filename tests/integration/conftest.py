@@ -94,6 +94,15 @@ class Project:
 
         return Backend(self.env["PULUMI_BACKEND_URL"]).stack_files("gitops", self.stack)
 
+    def watch_status(self) -> dict:
+        """The watcher's status file, `{}` until it writes one (or while it is being replaced)."""
+        from gitops.engine import stack_dir
+
+        try:
+            return json.loads((stack_dir(self.root, self.stack, self.env) / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
     def state_file(self) -> Path:
         path = self.files.checkpoints[0]
         assert path.is_file(), path

@@ -14,7 +14,6 @@ import time
 
 import yaml
 
-from gitops.engine import stack_dir
 from gitops.state.leftovers import survey
 
 from sessions import Watch, kill_session, session_pids, wait_for
@@ -65,11 +64,7 @@ def assert_converged(project, objects: dict[str, str], head: str) -> None:
 
 
 def status(project) -> dict:
-    path = stack_dir(project.root, project.stack, project.env) / "status.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    return project.watch_status()
 
 
 def start(project, mode: str, log) -> subprocess.Popen:

@@ -54,8 +54,7 @@ def watchers(project, tmp_path):
 
 
 def status(project) -> dict:
-    path = stack_dir(project.root, project.stack, project.env) / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return project.watch_status()
 
 
 def value(project, name: str = "a") -> str | None:
@@ -152,13 +151,17 @@ def test_drift_is_reported_or_corrected_and_mass_deletion_is_refused(project, wa
     wait_for(lambda: value(project) == "one", 90, "the hand edit reverted by a drift check")
     assert any(e["event"] == "drift.found" and e["mode"] == "correct" for e in watch.events())
 
-    # Emptying the folder is refused: 4 of 4 objects would go.
+    # Emptying the folder is refused as empty; removing 3 of its 4 objects trips the deletion guard.
     rv = project.kubectl_json("get", "configmap", "b", "-n", ns)["metadata"]["resourceVersion"]
     project.repo.write({"ns.yaml": None, "a.yaml": None, "b.yaml": None, "c.yaml": None}, "oops, emptied")
     # A deterministic failure: stalled, not retried, until the commit or the settings change.
+    empty = wait_for(lambda: [e for e in watch.events() if e["event"] == "stalled" and e["kind"] == "manifest"],
+                     60, "the empty commit refused")
+    assert "empty desired state would delete everything" in empty[0]["msg"]
+    project.repo.write({"ns.yaml": namespace_file(ns)["ns.yaml"]}, "oops, three of four gone")
     refused = wait_for(lambda: [e for e in watch.events() if e["event"] == "stalled" and e["kind"] == "guard"],
                        60, "the guard refusing")
-    assert "4 of 4 objects (100%) would be deleted" in refused[0]["msg"]
+    assert "3 of 4 objects (75%) would be deleted" in refused[0]["msg"]
     assert "gitops:maxDeletePercent 50%" in refused[0]["msg"]
     assert watch.process.poll() is None
     assert status(project)["last_error"]["kind"] == "guard" and status(project)["stalled"]["kind"] == "guard"
@@ -168,8 +171,8 @@ def test_drift_is_reported_or_corrected_and_mass_deletion_is_refused(project, wa
     # A broken commit is reported and applies nothing; the loop goes on and applies the fix.
     project.repo.write({**namespace_file(ns), "a.yaml": CM.format(name="a", value="broken"),
                         "broken.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: [\n"}, "half broken")
-    bad = wait_for(lambda: [e for e in watch.events() if e["event"] == "stalled" and e["kind"] == "manifest"],
-                   60, "the manifest error")
+    bad = wait_for(lambda: [e for e in watch.events() if e["event"] == "stalled" and e["kind"] == "manifest"
+                            and "broken.yaml:" in e["msg"]], 60, "the manifest error")
     assert "broken.yaml:" in bad[0]["msg"] and "nothing was applied" in bad[0]["msg"]
     assert value(project) == "one"
     fixed = project.repo.write({"broken.yaml": None, "b.yaml": CM.format(name="b", value="b"),
@@ -187,7 +190,7 @@ def test_once_exit_codes(project):
     assert value(project) == "one"
     quiet = project.gitops(*once, check=False)
     assert quiet.returncode == 0, quiet.stderr  # nothing to do: no `up` at all
-    assert "up.start" not in quiet.stderr
+    assert "up.start" not in quiet.stderr, quiet.stderr
     project.repo.write({"a.yaml": CM.format(name="a", value="two")}, "two")
     assert project.gitops(*once, check=False).returncode == 2
     assert value(project) == "two"

@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import yaml
+
 from gitrepo import ConfigRepo
 
 
@@ -43,5 +45,37 @@ def test_render_names_repo_ref_and_path_when_they_do_not_exist(tmp_path):
     missing_ref = gitops("render", "--repo", str(repo.root), "--ref", "nope")
     assert missing_ref.returncode == 1 and f"repo {repo.root}, ref nope" in missing_ref.stderr
     missing_path = gitops("render", "--repo", str(repo.root), "--path", "nowhere")
-    assert (missing_path.returncode == 1 and "path not found in the commit" in missing_path.stderr
-            and "path nowhere" in missing_path.stderr)
+    assert (missing_path.returncode == 1 and "nowhere:1: 'nowhere' does not exist at commit" in missing_path.stderr)
+
+
+def test_render_escapes_a_file_name_that_would_end_its_comment_line(tmp_path):
+    repo = ConfigRepo(tmp_path / "r")
+    repo.write({"a\n---\nkind: Secret\n.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"})
+    result = gitops("render", "--repo", str(repo.root), "--namespace", "apps")
+    assert result.returncode == 0, result.stderr
+    assert "# ConfigMap/apps/a from a\\n---\\nkind: Secret\\n.yaml:1\n" in result.stdout
+    assert [d for d in yaml.safe_load_all(result.stdout) if d] == [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "apps"}}]
+
+
+def test_render_refuses_a_name_that_would_inject_a_document_and_escapes_it_in_the_problem(tmp_path):
+    repo = ConfigRepo(tmp_path / "r")
+    repo.write({"a.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "a\\n---\\nkind: Secret\\e[2J"}\n'})
+    result = gitops("render", "--repo", str(repo.root))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines()[1:] == [
+        "  a.yaml:3: metadata.name 'a\\n---\\nkind: Secret\\x1b[2J' of this ConfigMap must be a DNS-1123 subdomain "
+        "(lowercase letters, digits, '-' and '.', each part between dots starting and ending with a letter or digit)"]
+
+
+def test_render_refuses_misspelt_secrets_without_printing_their_values(tmp_path):
+    repo = ConfigRepo(tmp_path / "r")
+    secrets = ["apiVersion: v1\nkind: secret\nmetadata: {name: a}\nstringData: {password: hunter2}\n",
+               "apiVersion: core/v1\nkind: Secret\nmetadata: {name: b}\nstringData: {password: hunter2}\n",
+               "apiVersion: v1\nkind: Secret\nmetadata: {name: c}\ndata: hunter2\n"]
+    repo.write({"s.yaml": "---\n".join(secrets)})
+    result = gitops("render", "--repo", str(repo.root), "--show-secrets")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "hunter2" not in result.stderr
+    assert "3 problems in the manifests" in result.stderr
+    assert "write Secret" in result.stderr and "write v1" in result.stderr and "data must be a mapping" in result.stderr

@@ -359,3 +359,19 @@ def test_encoding_is_stable_whatever_the_insertion_order():
 def test_decode_errors(text, expected):
     with pytest.raises(SettingsError, match=expected):
         decode_choices(text)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)),
+     "excessive aliasing"),
+    ("policies: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested deeper than 10,000 levels"),
+    ("policies: {}\npolicies: {}\n", "duplicate key 'policies'"),
+    ("policies: {}\n---\npolicies: {}\n", "one document expected"),
+    ("policies:\n  app: {image: x}\n" + "#" * (1024 * 1024) + "\n", "at most 1024 KiB"),
+])
+def test_a_hostile_policy_file_is_one_clear_error(text, expected):
+    with pytest.raises(SettingsError) as info:
+        load_policies({}, SETTINGS_WHERE, f("deploy/.gitops/images.yaml", text))
+    assert str(info.value).startswith("deploy/.gitops/images.yaml"), str(info.value)
+    assert expected in str(info.value)

@@ -46,7 +46,9 @@ class Clock:
 
 
 def values(name, image, policy):
-    return SourceFile(f"deploy/{name}.yaml", f"image: {image} # {P % policy}\n".encode())
+    """An object with one marked field: the scanner reads only files that hold valid objects."""
+    return SourceFile(f"deploy/{name}.yaml", (f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\n"
+                                              f"data:\n  image: {image} # {P % policy}\n").encode())
 
 
 def settings(**policies):
@@ -61,7 +63,8 @@ def scanner(client, clock=None):
 def test_each_repository_is_listed_once_per_scan():
     files = [values("a", "ghcr.io/o/app:1.0.0", "flux-system:app"), values("b", "ghcr.io/o/app:1.0.0", "app"),
              SourceFile("deploy/c.yaml",
-                        f"x:\n  repo: ghcr.io/o/app # {P % 'app:name'}\n  tag: 1.0.0 # {P % 'app:tag'}\n".encode()),
+                        (f"apiVersion: example.com/v1\nkind: Release\nmetadata: {{name: c}}\nvalues:\n"
+                         f"  repo: ghcr.io/o/app # {P % 'app:name'}\n  tag: 1.0.0 # {P % 'app:tag'}\n").encode()),
              values("d", "127.0.0.1:5000/demo/web:1.0.0", "web")]
     client = FakeClient({"ghcr.io/o/app": ["1.0.0", "1.1.0", "2.0.0"], "127.0.0.1:5000/demo/web": ["1.0.0"]})
     s = scanner(client)
@@ -133,11 +136,22 @@ def test_an_error_without_retry_after_does_not_back_off():
 def test_a_bad_marker_fails_before_any_registry_request():
     client = FakeClient({"ghcr.io/o/app": ["1.0.0"]})
     files = [values("a", "ghcr.io/o/app:1.0.0", "app"),
-             SourceFile("deploy/b.yaml", b'image: nginx:1 # {"$imagepolicy": broken}\n'),
-             SourceFile("deploy/c.yaml", f"image: nginx:1 # {P % 'a:b:c'}\n".encode())]
+             SourceFile("deploy/b.yaml", values("b", "x", "x").data.replace(b'"x"}', b'broken}')),
+             values("c", "nginx:1", "a:b:c")]
     with pytest.raises(ManifestError) as info:
         scanner(client).scan(files, "c", settings(), WHERE)
-    assert [(p.path, p.line) for p in info.value.problems] == [("deploy/b.yaml", 1), ("deploy/c.yaml", 1)]
+    assert [(p.path, p.line) for p in info.value.problems] == [("deploy/b.yaml", 5), ("deploy/c.yaml", 5)]
+    assert client.calls == [] and client.scans == 0
+
+
+@pytest.mark.parametrize("hostile", [b"[" * 100_000 + b"]" * 100_000, b"a: &a [x, x]\nb: [*a, *a, *a\n",
+                                     b"image: nginx:1 # " + (P % "app").encode() + b"\n"])
+def test_a_commit_that_up_would_refuse_is_not_scanned_in_this_process(hostile):
+    client = FakeClient({"ghcr.io/o/app": ["1.0.0"]})
+    files = [values("a", "ghcr.io/o/app:1.0.0", "app"), SourceFile("deploy/h.yaml", hostile)]
+    with pytest.raises(ManifestError) as info:
+        scanner(client).scan(files, "c", settings(), WHERE)
+    assert {p.path for p in info.value.problems} == {"deploy/h.yaml"}
     assert client.calls == [] and client.scans == 0
 
 
@@ -155,7 +169,9 @@ def test_the_policy_file_is_read_relative_to_the_stack_path_and_markers_outside_
     files = [values("a", "ghcr.io/o/db:15.0.0", "ns:db"),
              SourceFile("deploy/.gitops/images.yaml", b"policies:\n  db:\n    image: ghcr.io/o/db\n"),
              SourceFile(".gitops/images.yaml", b"policies:\n  db:\n    image: ghcr.io/o/wrong\n"),
-             SourceFile("elsewhere/x.yaml", f"image: ghcr.io/o/x:1 # {P % 'x'}\n".encode())]
+             SourceFile("elsewhere/x.yaml", f"image: ghcr.io/o/x:1 # {P % 'x'}\n".encode()),
+             SourceFile("deploy/chart/values.yaml", f"image: ghcr.io/o/x:1 # {P % 'x'}\n".encode()),
+             SourceFile("deploy/.gitopsignore", b"chart/\n")]
     result = scanner(client).scan(files, "c", settings_from_config({"repo": "repo", "path": "deploy/"}), WHERE)
     assert client.calls == ["ghcr.io/o/db"]
     assert [c.marker.path for c in result.checks] == ["deploy/a.yaml"]

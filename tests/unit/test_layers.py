@@ -13,10 +13,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "gitops"
 # state, images, the Pulumi program, state backends and local tools, the engine, plans, the
 # watcher, and the CLI on top.
 LAYERS = (
-    ("__init__", "errors", "model", "urls", "text", "procs", "paths", "http"),
+    ("__init__", "errors", "deep", "model", "urls", "text", "procs", "paths", "http"),
     ("settings",),
     ("source",),
-    ("manifests", "desired", "render"),
+    ("manifests", "desired", "render", "guard"),
+    ("kube",),
     ("images",),
     ("resources", "program"),
     ("state", "local"),

@@ -52,11 +52,11 @@ def test_local_repo_paths_resolve_against_the_project(tmp_path):
 
 def test_watcher_settings():
     s = settings_from_config({"repo": "."})
-    assert (s.watch.drift_interval, s.watch.drift_mode, s.watch.max_delete_percent, s.watch.allow_mass_delete) == (
+    assert (s.watch.drift_interval, s.watch.drift_mode, s.safety.max_delete_percent, s.safety.allow_mass_delete) == (
         300, "correct", 50, False)
     s = settings_from_config({"repo": ".", "driftInterval": "0", "driftMode": "report", "maxDeletePercent": "20",
                               "allowMassDelete": "true"})
-    assert (s.watch.drift_interval, s.watch.drift_mode, s.watch.max_delete_percent, s.watch.allow_mass_delete) == (
+    assert (s.watch.drift_interval, s.watch.drift_mode, s.safety.max_delete_percent, s.safety.allow_mass_delete) == (
         None, "report", 20, True)
 
 
@@ -111,3 +111,19 @@ def test_a_bad_commit_message_template_is_refused_when_the_settings_are_read(tem
 def test_a_zero_client_rate_is_refused(key):
     with pytest.raises(SettingsError, match=f"gitops:{key} must be more than 0"):
         settings_from_config({"repo": ".", key: 0})
+
+
+def test_the_salt_pulumi_adds_to_a_stack_file_is_no_change_of_settings():
+    from gitops.settings import stack_fingerprint
+
+    written = b"config:\n  gitops:repo: .\n  gitops:path: apps\n"
+    salted = written + b"encryptionsalt: v1:abc:def\n"
+    assert stack_fingerprint(salted) == stack_fingerprint(written)
+    assert stack_fingerprint(written.replace(b"apps", b"web")) != stack_fingerprint(written)
+    assert stack_fingerprint(b"config: [broken\n") != stack_fingerprint(b"config: [broken \n")
+    # As a test or a person writes it, and as Pulumi writes it back on first use.
+    ours = b'{"config": {"gitops:repo": "/r", "gitops:skipAwait": true, "gitops:kubeQps": 8}}'
+    pulumis = b'{"config": {"gitops:repo": "/r", "gitops:skipAwait": "true", "gitops:kubeQps": "8"}, ' \
+              b"encryptionsalt: 'v1:a:b'}"
+    assert stack_fingerprint(ours) == stack_fingerprint(pulumis)
+    assert stack_fingerprint(ours) != stack_fingerprint(ours.replace(b"true", b"false"))

@@ -12,6 +12,7 @@ from gitops.engine import Applied, RefreshResult, RunResult
 from gitops.engine.recover import Recovery
 from gitops.errors import EngineError, SourceError, StateDamagedError
 from gitops.images.scan import ScanResult
+from gitops.kube.dryrun import RejectedError, Rejection, Verdict
 from gitops.source.git import SourceFile
 from gitops.state.leftovers import Damage
 from gitops.watch.loop import CycleOutcome, Watcher, WatchOptions
@@ -121,11 +122,22 @@ class World:
         self.scanner = FakeScanner()
         self.write_settings(**settings)
         env = {"PULUMI_BACKEND_URL": f"file://{root / 'state'}"}
+        self.rejected: dict[str, str] = {}
+        """Object name -> the API server's refusal, in the dry run."""
+        self.verdicts: list[str] = []
         ports = Ports(engine=self.engine, source=lambda repo: self.source, scanner=lambda s: self.scanner,
-                      write_back=lambda *a: pytest.fail("no write-back expected"), clock=lambda: self.now)
+                      write_back=lambda *a: pytest.fail("no write-back expected"), verdict=self.verdict,
+                      clock=lambda: self.now)
         self.log_lines: list[dict] = []
         self.watcher = Watcher(WatchOptions(root, STACK, interval=10), _ListLog(self.log_lines), env=env, ports=ports,
                                clock=lambda: self.now)
+
+    def verdict(self, cluster, manifests, commit) -> Verdict:
+        self.verdicts.append(commit)
+        refused = [Rejection(m, self.rejected[m.id.name]) for m in manifests if m.id.name in self.rejected]
+        if refused:
+            raise RejectedError(commit, refused)
+        return Verdict(len(manifests), (), (), 0.01)
 
     def write_settings(self, **settings) -> None:
         config = {"gitops:repo": "repo", "gitops:namespace": "ns", "gitops:driftInterval": 0,
@@ -348,3 +360,31 @@ def test_the_status_file_is_what_status_serves(world):
     world.cycle()
     written = json.loads((world.watcher.dir / "status.json").read_text())
     assert written == world.status()
+
+
+def test_a_commit_the_api_server_rejects_is_not_applied_and_stalls_with_the_reason(world):
+    good = world.source.commit(ten())
+    world.cycle()
+    world.rejected = {"c3": 'Service "c3" is invalid: spec.ports[0].port: Invalid value: 99999'}
+    bad = world.source.commit(ten("b"))
+    assert world.cycle(10)[0] is CycleOutcome.ERROR
+    assert world.engine.ups == [good], "nothing of the rejected commit reaches the engine"
+    stalled = world.status()["stalled"]
+    assert stalled["kind"] == "rejected"
+    assert "ConfigMap/ns/c3 (c3.yaml:1): Service \"c3\" is invalid" in stalled["reason"]
+    assert world.events("stalled")[0]["kind"] == "rejected"
+    world.cycle(600)
+    assert world.verdicts.count(bad) == 1, "not asked again until the commit changes"
+    world.rejected = {}
+    fixed = world.source.commit(ten("c"))
+    assert world.cycle(1)[0] is CycleOutcome.CHANGED and world.engine.ups[-1] == fixed
+
+
+def test_an_empty_desired_state_is_refused_unless_allowed(world):
+    world.source.commit(ten())
+    world.cycle()
+    emptied = world.source.commit({"README.md": "nothing here"})
+    world.cycle(10)
+    assert world.status()["stalled"]["kind"] == "manifest" and "no objects" in world.status()["stalled"]["reason"]
+    world.write_settings(allowEmpty=True, allowMassDelete=True)
+    assert world.cycle(1)[0] is CycleOutcome.CHANGED and world.engine.ups[-1] == emptied

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import ManifestError, Problem
+from .model import DesiredState
+
 
 @dataclass(frozen=True)
 class GuardVerdict:
@@ -38,5 +41,15 @@ def check_deletions(current: Iterable[str], desired: Iterable[str], *, max_delet
     shown = ", ".join(deleted[:10]) + (f", and {len(deleted) - 10} more" if len(deleted) > 10 else "")
     return GuardVerdict(False, deleted, total,
                         f"refused: {summary}, more than gitops:maxDeletePercent {max_delete_percent:g}%: {shown}. "
-                        "If this is intended, set gitops:allowMassDelete: true for one run, or raise "
-                        "gitops:maxDeletePercent")
+                        "If this is intended, run `gitops up --allow-mass-delete` once, set gitops:allowMassDelete: "
+                        "true, or raise gitops:maxDeletePercent")
+
+
+def check_not_empty(state: DesiredState, allow_empty: bool) -> None:
+    """An empty desired state prunes everything the stack holds; it is far more often a mistyped
+    path or an emptied folder than a wish. ManifestError unless the stack allows it."""
+    if state.manifests or allow_empty:
+        return
+    raise ManifestError([Problem(state.path, 1, f"no objects in {state.path!r} at commit {state.commit[:12]}: an "
+                                                "empty desired state would delete everything the stack holds; set "
+                                                "gitops:allowEmpty: true if that is meant")])

@@ -1,6 +1,6 @@
 import pytest
 
-from gitops.watch.guard import check_deletions
+from gitops.guard import check_deletions
 
 CURRENT = [f"ConfigMap/ns/c{i}" for i in range(10)]
 
