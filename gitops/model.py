@@ -75,6 +75,11 @@ class DesiredState:
         return [m.id.subject for m in self.manifests]
 
 
+# `kubectl apply` (client-side) keeps the whole object it applied in this annotation, so a Secret
+# exported from a cluster carries its values a second time, in clear, inside it.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def is_secret(manifest: Manifest) -> bool:
     """A core Secret: its values are hidden in every output and encrypted in state.
 

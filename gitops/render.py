@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from .deep import call_deep, nesting_depth
-from .model import DesiredState, Manifest, is_secret
+from .model import LAST_APPLIED, DesiredState, Manifest, is_secret
 from .text import escape
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -21,9 +21,6 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 REDACTED = "<redacted>"
 SECRET_FIELDS = ("data", "stringData")
-# `kubectl apply` (client-side) keeps the whole object it applied in this annotation, so a Secret
-# exported from a cluster carries its values a second time, in clear, inside it.
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # Block style indents every level, so a document's size grows with the square of its depth
 # (10,000 levels, which the API server takes, would print 100 MB): deeper ones are printed in flow
 # style, on one line. Real objects (the deepest CRD schemas) stay well below it.

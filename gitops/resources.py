@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .manifests.scope import CRD_KIND, crd_defines
-from .model import DesiredState, Manifest, ObjectId, is_secret
+from .model import LAST_APPLIED, DesiredState, Manifest, ObjectId, is_secret
 
 # Changing `apiVersion` (v1beta1 -> v1) must update an object in place, not delete and re-create
 # it, so each resource aliases its type at the other versions its kind has had: the provider's
@@ -71,7 +71,20 @@ def _spec(manifest: Manifest, namespaces: Mapping[str, str], crds: Mapping[tuple
         metadata = dict(props.get("metadata") or {})
         metadata["annotations"] = {**(metadata.get("annotations") or {}), SKIP_AWAIT: "true"}
         props["metadata"] = metadata
-    secret_fields = tuple(f for f in SECRET_FIELDS if f in props) if is_secret(manifest) else ()
+    secret = is_secret(manifest)
+    secret_fields = tuple(f for f in SECRET_FIELDS if f in props) if secret else ()
+    if secret:
+        props["metadata"] = _without_last_applied(props.get("metadata"))
     return ResourceSpec(name=logical_name(oid), type=type_token(oid.group, manifest.version, oid.kind), props=props,
                         depends_on=tuple(depends_on), alias_types=aliases, secret_fields=secret_fields,
                         subject=oid.subject)
+
+
+def _without_last_applied(metadata: Any) -> Any:
+    """A Secret's metadata without model.LAST_APPLIED, which holds its values in clear (annotations
+    are no Pulumi secrets): it is kubectl's bookkeeping, of no use to a server-side apply."""
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(metadata, dict) or not isinstance(annotations, dict) or LAST_APPLIED not in annotations:
+        return metadata
+    kept = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    return {**metadata, "annotations": kept} if kept else {k: v for k, v in metadata.items() if k != "annotations"}

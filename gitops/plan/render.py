@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import SHOWN_PROBLEMS
 from .model import Change, FieldChange, Op, Plan
 
 RISK_ORDER = (Op.DELETE, Op.REPLACE, Op.UPDATE, Op.CREATE)
@@ -142,7 +143,9 @@ def to_text(plan: Plan, *, color: bool = False) -> str:
     out: list[str] = []
     if plan.problems:
         out += [f"{head}: the manifests are invalid; nothing would be applied:",
-                *(f"  {p.path}:{p.line}: {p.message}" for p in plan.problems)]
+                *(f"  {p.path}:{p.line}: {p.message}" for p in plan.problems[:SHOWN_PROBLEMS])]
+        if len(plan.problems) > SHOWN_PROBLEMS:
+            out.append(f"  and {len(plan.problems) - SHOWN_PROBLEMS} more")
     if plan.error is not None:
         out += [f"{head}: the preview failed; nothing would be applied:",
                 *(f"  {line}" for line in plan.error.rstrip().splitlines())]
@@ -337,13 +340,19 @@ def _problem_blocks(plan: Plan) -> list[_Block]:
     if len(plan.problems) > 1:
         heading += f" ({len(plan.problems)} problems)"
     blocks = []
-    for i, p in enumerate(plan.problems):
+    for i, p in enumerate(plan.problems[:SHOWN_PROBLEMS]):
         line = f"{p.path}:{p.line}: {p.message}"
         item = f"- {code(line)}"
 
         def fold(budget: int, line: str = line) -> str:
             return f"- {code(_cut(line, budget - 12, 'message'))}"
         blocks.append(_Block(item, "problems", heading, i == 0, True, fold))
+    if len(plan.problems) > SHOWN_PROBLEMS:
+        more = f"- and {len(plan.problems) - SHOWN_PROBLEMS} more"
+
+        def unchanged(budget: int) -> str:
+            return more
+        blocks.append(_Block(more, "problems", heading, False, True, unchanged))
     return blocks
 
 

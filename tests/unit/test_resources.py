@@ -1,4 +1,5 @@
 """Modelling of the bundled example: one spec per object, stable names, dependencies, secrets."""
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,19 @@ def test_builtin_kinds_alias_exactly_the_versions_the_provider_knows():
     assert specs["ConfigMap/demo/web-settings"].alias_types == ()
     # A custom kind whose CRD is in the repo aliases the CRD's other versions only (here: none).
     assert specs["Backup/demo/nightly"].alias_types == ()
+
+
+@pytest.mark.parametrize("others,expected", [({"team": "a"}, {"team": "a"}), ({}, None)])
+def test_a_secrets_last_applied_annotation_with_its_values_in_clear_is_never_applied(others, expected):
+    from gitops.model import LAST_APPLIED
+
+    secret = ('{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "annotations": %s}, '
+              '"stringData": {"password": "hunter2"}}')
+    annotations = {**others, LAST_APPLIED: '{"stringData": {"password": "hunter2"}}'}
+    cm = secret.replace('"Secret"', '"ConfigMap"').replace("stringData", "data")
+    files = [SourceFile("s.json", (secret % json.dumps(annotations)).encode()),
+             SourceFile("c.json", (cm % json.dumps(annotations)).encode())]
+    specs = specs_by_subject(desired_state_from_files(files, repo="r", commit="c" * 40, path=".", namespace="apps"))
+    assert specs["Secret/apps/s"].props["metadata"].get("annotations") == expected
+    assert "hunter2" not in json.dumps({k: v for k, v in specs["Secret/apps/s"].props.items() if k != "stringData"})
+    assert LAST_APPLIED in specs["ConfigMap/apps/s"].props["metadata"]["annotations"]  # only a Secret's is secret
