@@ -2,7 +2,11 @@
 config repos of 100, 1,000 and 10,000 objects. Each measurement runs in a fresh process so its
 peak resident memory is its own. Target: 10,000 objects rendered and validated in < 2 s, < 300 MB.
 
-    python bench/render.py [--sizes 100,1000,10000]
+    python bench/render.py [--sizes 100,1000,10000] [--renderers 1000]
+
+Then the renderers (issue 12): `gitops render` of a 1,000-object kustomize overlay and of a
+1,000-object Helm chart, beside the renderer's own CLI alone (`kubectl kustomize`, `helm
+template`) on the same files. Target: gitops' own overhead within 20 % of the renderer.
 """
 from __future__ import annotations
 
@@ -48,6 +52,63 @@ def make_repo(root: Path, count: int) -> None:
     git = ["git", "-C", str(root), "-c", "user.email=b@example.invalid", "-c", "user.name=bench"]
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", f"{count} objects"], check=True)
+
+
+def make_renderer_repo(root: Path, count: int) -> None:
+    """An overlay of `count` objects (a base with namePrefix, labels and a patch), and a chart
+    whose template ranges over `count` values, in one repo."""
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    base = root / "kustomize" / "base"
+    base.mkdir(parents=True)
+    files = []
+    for start in range(0, count, OBJECTS_PER_FILE):
+        name = f"app-{start:05d}.yaml"
+        (base / name).write_text("---\n".join(manifest(i) for i in range(start, min(start + OBJECTS_PER_FILE, count))))
+        files.append(name)
+    (base / "kustomization.yaml").write_text("resources:\n" + "".join(f"- {f}\n" for f in files))
+    overlay = root / "kustomize" / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../base]\nnamePrefix: prod-\nlabels:\n- pairs: {env: prod}\n"
+        "patches:\n- target: {kind: Deployment}\n  patch: |\n    - op: replace\n      path: /spec/replicas\n"
+        "      value: 2\n")
+    chart = root / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: bench\nversion: 1.0.0\n")
+    (chart / "values.yaml").write_text(f"count: {count}\n")
+    (chart / "templates" / "objects.yaml").write_text(
+        "{{- range $i := until (int .Values.count) }}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+        "  name: {{ $.Release.Name }}-{{ $i }}\n  labels: {app: bench}\ndata:\n  key: value-{{ $i }}\n{{- end }}\n")
+    git = ["git", "-C", str(root), "-c", "user.email=b@example.invalid", "-c", "user.name=bench"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "renderers"], check=True)
+
+
+def timed(command: list[str], cwd: Path | None = None, runs: int = 3) -> float:
+    """The median wall time of `command`, from process start to exit."""
+    from gitops.paths import tool_env
+
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, cwd=cwd, env=tool_env(), check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def renderer_rows(count: int, tmp: Path) -> list[tuple[str, float, float]]:
+    from gitops.local.tools import ensure_tools
+
+    ensure_tools(progress=lambda line: print(line, file=sys.stderr), names=("gitops-kustomize", "helm"))
+    repo = tmp / f"renderers-{count}"
+    make_renderer_repo(repo, count)
+    gitops = [sys.executable, "-m", "gitops", "render", "--repo", str(repo)]
+    return [
+        (f"kustomize overlay, {count} objects", timed([*gitops, "--path", "kustomize/overlay"]),
+         timed(["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", "kustomize/overlay"], repo)),
+        (f"Helm chart, {count} objects", timed([*gitops, "--path", "chart"]),
+         timed(["helm", "template", "chart", "./chart", "--include-crds"], repo)),
+    ]
 
 
 def measure_render(repo: Path) -> dict:
@@ -110,6 +171,7 @@ def run_child(phase: str, repo: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--renderers", type=int, default=1000, help="objects of the renderer rows; 0: none")
     parser.add_argument("--child", nargs=2, metavar=("PHASE", "REPO"))
     args = parser.parse_args()
     if args.child:
@@ -123,6 +185,7 @@ def main() -> None:
             render = run_child("render", repo)
             register = run_child("register", repo)
             rows.append((count, render, register))
+        renderers = renderer_rows(args.renderers, Path(tmp)) if args.renderers else []
     print(f"{'objects':>8} | {'render+validate s':>17} | {'peak MB (+parser)':>17} | {'register (mocks) s':>18} | "
           f"{'peak MB':>7}")
     print("-" * 70)
@@ -131,6 +194,13 @@ def main() -> None:
         print(f"{count:>8} | {render['seconds']:>17.2f} | {peak:>17} | "
               f"{register['seconds']:>18.2f} | {register['peak_mb']:>7.0f}")
     print("target: 10,000 objects rendered and validated in < 2 s and < 300 MB")
+    if renderers:
+        print()
+        print(f"{'render (median of 3)':<30} | {'gitops render':>13} | {'renderer CLI':>12} | {'overhead':>8}")
+        print("-" * 74)
+        for name, ours, theirs in renderers:
+            print(f"{name:<30} | {ours:>11.2f} s | {theirs:>10.2f} s | {100 * (ours - theirs) / theirs:>7.0f} %")
+        print("target: gitops' own overhead within 20 % of the renderer")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import sys
@@ -11,13 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EngineError, GitOpsError, GuardError, SettingsError
+from .errors import EngineError, GitOpsError, GuardError, SettingsError, ToolMissingError
 from .model import DesiredState
 from .plan.model import Plan
 from .settings import StackSettings, names, read_stack_settings, settings_from_config
 
 # What an engine run needs built; the control plane's binaries are only for `gitops cluster`.
 ENGINE_TOOLS = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes")
+# Renderers of kustomize folders: built when a command first meets one, or up front by the
+# commands that render commits they have not seen yet (the watcher, previews).
+RENDER_TOOLS = ("gitops-kustomize",)
 
 
 def project_dir(given: str | None) -> Path:
@@ -36,13 +40,26 @@ def _settings(args: argparse.Namespace) -> tuple[StackSettings, Path]:
         raise SettingsError("pass --stack, or --repo (with --ref and --path)")
     else:
         root = Path.cwd()
-        config = {"repo": args.repo, "ref": args.ref, "path": args.path, "namespace": args.namespace}
+        config = {"repo": args.repo, "ref": args.ref, "path": args.path, "namespace": args.namespace,
+                  "helmRelease": getattr(args, "helm_release", None),
+                  "helmValuesFiles": getattr(args, "helm_values", None),
+                  "helmValues": _json_flag("--helm-set", getattr(args, "helm_set", None)),
+                  "helmHooks": getattr(args, "helm_hooks", None)}
         settings = settings_from_config({k: v for k, v in config.items() if v})
     extra = names("clusterKinds", ",".join(getattr(args, "cluster_kinds", None) or []))
     if extra:
         program = dataclasses.replace(settings.program, cluster_kinds=(*settings.program.cluster_kinds, *extra))
         settings = dataclasses.replace(settings, program=program)
     return settings, root
+
+
+def _json_flag(flag: str, value: str | None) -> object:
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise SettingsError(f"{flag} is not JSON: {e}") from e
 
 
 def _render(settings: StackSettings, root: Path, against_cluster: bool = False) -> DesiredState:
@@ -54,7 +71,15 @@ def _render(settings: StackSettings, root: Path, against_cluster: bool = False) 
 
     source = GitSource(settings.source.resolved_repo(root))
     commit = source.resolve(settings.source.ref)
-    return (read_against_cluster if against_cluster else read_desired_state)(source, commit, settings)
+    read = read_against_cluster if against_cluster else read_desired_state
+    try:
+        return read(source, commit, settings)
+    except ToolMissingError as missing:
+        # A renderer is built only once a repo needs it (a kustomize folder): then, and once.
+        from .local.tools import ensure_tools
+
+        ensure_tools(progress=_note, names=(missing.tool,))
+        return read(source, commit, settings)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -119,7 +144,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     root = project_dir(args.project_dir)
     settings = read_stack_settings(root, args.stack)
-    ensure_tools(progress=_note, names=ENGINE_TOOLS)
+    ensure_tools(progress=_note, names=ENGINE_TOOLS + RENDER_TOOLS)
     plan = preview_plan(root, args.stack, settings, ref=args.ref, repo=args.repo, refresh=not args.no_refresh,
                         progress=_note)
     marker = f"{engine.project_name(root)}/{args.stack}"
@@ -177,7 +202,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     scanner = ImageScanner(os.environ, settings.images.insecure_registries)
     try:
         result = scanner.scan(source.read(commit, settings.source.path), commit, settings,
-                              f"stacks/Pulumi.{args.stack}.yaml: gitops:imagePolicies")
+                              f"stacks/Pulumi.{args.stack}.yaml: gitops:imagePolicies", source=source)
     finally:
         scanner.close()
     rows = [describe(check) for check in result.checks]
@@ -287,7 +312,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     root = project_dir(args.project_dir)
     read_stack_settings(root, args.stack)  # a typo in the stack file fails now, not in the loop
     log = Log(args.log_format)
-    ensure_tools(progress=lambda line: log("tools", line), names=ENGINE_TOOLS)
+    ensure_tools(progress=lambda line: log("tools", line), names=ENGINE_TOOLS + RENDER_TOOLS)
     watcher = Watcher(WatchOptions(project_dir=root, stack=args.stack, interval=args.interval,
                                    lock_timeout=args.lock_timeout), log, env=engine.engine_env())
     install_signal_handlers(watcher)
@@ -334,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a custom kind the cluster serves cluster-scoped, whose CRD is not in the repo "
                              "(repeatable, or comma-separated), as gitops:clusterKinds")
     render.add_argument("--show-secrets", action="store_true", help="print Secret values (redacted by default)")
+    # The Helm settings of a stack, for trying a chart folder without one (with --repo).
+    render.add_argument("--helm-release", help="release name of a chart at --path, as gitops:helmRelease")
+    render.add_argument("--helm-values", action="append", metavar="FILE",
+                        help="values file relative to the chart (repeatable), as gitops:helmValuesFiles")
+    render.add_argument("--helm-set", metavar="JSON", help="inline values as a JSON object, as gitops:helmValues")
+    render.add_argument("--helm-hooks", choices=("refuse", "skip", "apply"), help="as gitops:helmHooks")
     render.set_defaults(func=cmd_render)
 
     up = commands.add_parser("up", help="apply the desired state of a stack")

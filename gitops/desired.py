@@ -8,14 +8,16 @@ from __future__ import annotations
 import gc
 import posixpath
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Protocol
 
 from .errors import ManifestError, Problem
 from .manifests.isolate import load_isolated, prepare
-from .manifests.load import IGNORE_FILE
+from .manifests.load import IGNORE_FILE, Document
 from .manifests.validate import validate
 from .model import DesiredState
+from .renderers import Built, helm, kustomize
 from .settings import StackSettings
 from .source.git import SourceFile
 
@@ -37,12 +39,19 @@ def _gc_paused() -> Iterator[None]:
 
 
 def desired_state_from_files(files: Sequence[SourceFile], *, repo: str, commit: str, path: str,
-                             namespace: str, cluster_kinds: Sequence[str] = ()) -> DesiredState:
+                             namespace: str, cluster_kinds: Sequence[str] = (),
+                             built: Sequence[Built] = ()) -> DesiredState:
     """Pure: the files of one commit -> a desired state, or `ManifestError` with every problem.
 
     The files are untrusted: they are parsed (and `.gitopsignore` matched) in a child process with
-    limits, so no commit can crash, exhaust or hang this one (manifests/isolate.py).
+    limits, so no commit can crash, exhaust or hang this one (manifests/isolate.py). `built` are
+    kustomize builds of folders below `path`, whose own files are then not read as manifests.
     """
+    roots = [b.root for b in built]
+    if roots:
+        files = [f for f in files if not kustomize.under(f.path, roots)]
+    problems_before = [b.problem for b in built if b.problem is not None]
+    streams = {b.name: b.output for b in built if b.problem is None}
     folder = "" if path in ("", ".") else path.strip("/")
     by_path = {f.path: f.data for f in files}
     unread = {f.path: f.unread_size for f in files if f.unread_size is not None}
@@ -54,8 +63,22 @@ def desired_state_from_files(files: Sequence[SourceFile], *, repo: str, commit: 
     with _gc_paused():
         documents, problems = load_isolated(
             by_path, folder, (ignore_path, ignore.decode("utf-8", "replace")) if ignore is not None else None,
-            sizes=unread)
-        manifests = validate(documents, namespace, cluster_kinds, problems)
+            sizes=unread, rendered=streams)
+        by_name = {b.name: b for b in built}
+        templates = {b.name: helm.sources(b.output) for b in built if b.renderer == "helm"}
+        documents = [_placed(d, by_name[d.path], templates.get(d.path, ())) if d.path in by_name else d
+                     for d in documents]
+        if any(b.renderer == "helm" for b in built):
+            mode = next(b.helm_hooks for b in built if b.renderer == "helm")
+            kept = []
+            for document in documents:
+                keep, problem = helm.hook_problem(document, mode)
+                if problem is not None:
+                    problems.append(problem)
+                if keep:
+                    kept.append(document)
+            documents = kept
+        manifests = validate(documents, namespace, cluster_kinds, problems_before + problems)
     return DesiredState(repo=repo, commit=commit, path=path, manifests=manifests)
 
 
@@ -67,6 +90,54 @@ class FileSource(Protocol):
 
     def read(self, commit: str, path: str = ".") -> list[SourceFile]: ...
 
+    def tree(self, commit: str) -> AbstractContextManager[Path]: ...
+
+
+def _build(source: FileSource, commit: str, files: Sequence[SourceFile], roots: Sequence[str],
+           settings: StackSettings, chart: bool) -> list[Built]:
+    """Each kustomize folder, or the chart, rendered on a scratch copy of the commit; the files
+    read (rewritten by image automation, perhaps) are what the renderer sees."""
+    binary = helm.binary() if chart else kustomize.binary()
+    with source.tree(commit) as tree:
+        for file in files:
+            if file.unread_size is None and kustomize.under(file.path, roots):
+                target = tree / file.path
+                if target.is_file() and not target.is_symlink():
+                    target.write_bytes(file.data)
+        if chart:
+            (root,) = roots
+            render = settings.render
+            values_files = [posixpath.normpath(posixpath.join(root, f)) for f in render.helm_values_files]
+            outside = [f for f in values_files if f.startswith("..") or f.startswith("/")]
+            if outside:
+                return [Built("helm", root, b"", Problem(posixpath.join(root, helm.CHART_FILE), 1,
+                                                         f"values file {outside[0]!r} is outside the repository"))]
+            remote = helm.RemoteChart(render.helm_chart, render.helm_repo, render.helm_version or "") \
+                if render.helm_chart else None
+            if remote is not None and (not render.helm_version or not (remote.repo or remote.chart.startswith("oci://"))):
+                missing = "gitops:helmVersion" if not render.helm_version else "gitops:helmRepo (or an oci:// chart)"
+                return [Built("helm", root, b"", Problem(f"chart {remote.chart}", 1,
+                                                         f"{missing} is required with gitops:helmChart"))]
+            default_release = posixpath.basename((render.helm_chart or "").rstrip("/")) if remote else \
+                posixpath.basename(root)
+            output, problem = helm.template(binary, tree, root,
+                                            release=render.helm_release or default_release or "release",
+                                            namespace=settings.program.namespace,
+                                            values_files=values_files, values=render.helm_values, remote=remote)
+            return [Built("helm", root, output, problem, helm_hooks=render.helm_hooks, remote=remote)]
+        remote_bases = settings.render.kustomize_remote_bases
+        inflate = helm.binary() if settings.render.kustomize_helm else None
+        return [Built("kustomize", root, *kustomize.build(binary, tree, root, remote_bases, inflate,
+                                                         helm.DEFAULT_KUBE_VERSION)) for root in roots]
+
+
+def _placed(document: Document, built: Built, templates: Sequence[tuple[int, str]]) -> Document:
+    """A rendered object at the file it came from, as its renderer tells (Helm: `templates`, its
+    `# Source:` lines)."""
+    if built.renderer == "helm":
+        return helm.relocate(document, built.root, templates, built.remote)
+    return kustomize.relocate(document, built.root)
+
 
 def read_desired_state(source: FileSource, commit: str, settings: StackSettings,
                        rewrite: Callable[[list[SourceFile]], list[SourceFile]] | None = None) -> DesiredState:
@@ -74,11 +145,15 @@ def read_desired_state(source: FileSource, commit: str, settings: StackSettings,
     the files in this process, so the commit as written is read (bounded, in a child) first: a
     commit that is refused as it is never reaches the rewrite."""
     files = source.read(commit, settings.source.path)
+    folder = "" if settings.source.path in ("", ".") else settings.source.path.strip("/")
+    chart = bool(settings.render.helm_chart) or helm.is_chart((f.path for f in files), folder)
+    roots = [folder] if chart else kustomize.kustomize_roots((f.path for f in files), folder)
 
     def read(files: Sequence[SourceFile]) -> DesiredState:
+        built = _build(source, commit, files, roots, settings, chart) if roots else ()
         return desired_state_from_files(files, repo=source.label, commit=commit, path=settings.source.path,
                                         namespace=settings.program.namespace,
-                                        cluster_kinds=settings.program.cluster_kinds)
+                                        cluster_kinds=settings.program.cluster_kinds, built=built)
 
     if rewrite is None:
         return read(files)

@@ -109,3 +109,11 @@ class RegistryError(GitOpsError):
 
 class PublishError(GitOpsError):
     """Posting the plan to a pull request failed (comments or commit status)."""
+
+
+class ToolMissingError(GitOpsError):
+    """A pinned binary a command needs is not built yet (`gitops tools` builds it)."""
+
+    def __init__(self, tool: str):
+        self.tool = tool
+        super().__init__(f"{tool} is not built yet: run `gitops tools`")

@@ -222,6 +222,38 @@ class ProgramSettings:
 
 
 @dataclass(frozen=True)
+class RenderSettings:
+    """How folders that are not plain manifests are rendered: kustomize (as Flux) and Helm (as Argo CD)."""
+
+    kustomize_remote_bases: bool = setting("kustomizeRemoteBases", False, "let kustomizations load remote bases "
+                                           "(`https://host/org/repo//dir?ref=v1`, as Flux does by default); off, a "
+                                           "kustomization reaches no host at all", flag)
+    kustomize_helm: bool = setting("kustomizeHelm", False, "inflate a kustomization's `helmCharts` with the pinned "
+                                   "helm (kustomize's `--enable-helm`; off in Flux too); the charts' repositories "
+                                   "are then reached", flag)
+    helm_chart: str | None = setting("helmChart", None, "a chart from a Helm repository instead of a folder: its "
+                                     "name with `helmRepo`, or a whole `oci://host/path/chart` reference; "
+                                     "`gitops:path` then only holds its values files", text, shown="none")
+    helm_repo: str | None = setting("helmRepo", None, "the Helm repository (`https://...`) of `helmChart`", text,
+                                    shown="none")
+    helm_version: str | None = setting("helmVersion", None, "the chart version (or semver range) of `helmChart`; "
+                                       "required with it, so a new chart release is a commit, not a surprise", text,
+                                       shown="none")
+    helm_release: str | None = setting("helmRelease", None, "Helm release name when `gitops:path` is a chart (a "
+                                       "`Chart.yaml` there), as `helm template <release>` takes it", text,
+                                       shown="the chart folder's name")
+    helm_values_files: tuple[str, ...] = setting("helmValuesFiles", (), "values files of the chart, relative to "
+                                                 "the chart folder, applied in order after its `values.yaml` (as "
+                                                 "Argo CD's `valueFiles`)", names, shown="`[]`")
+    helm_values: Mapping[str, Any] = setting("helmValues", {}, "inline values, applied last (as Argo CD's "
+                                             "`valuesObject`)", mapping, shown="`{}`")
+    helm_hooks: str = setting("helmHooks", "refuse", "objects with a `helm.sh/hook` annotation: `refuse` (a clear "
+                              "error: there are no install phases), `skip` (as `helm template --no-hooks`), or "
+                              "`apply` as ordinary objects; `test` hooks are always left out, as Argo CD does",
+                              choice("refuse", "skip", "apply"))
+
+
+@dataclass(frozen=True)
 class ClusterSettings:
     """Which cluster, and how hard the provider may talk to it."""
 
@@ -294,7 +326,8 @@ class ImageSettings:
                                                    "(loopback ones always are)", names, shown="`[]`")
 
 
-GROUPS = {"source": SourceSettings, "program": ProgramSettings, "cluster": ClusterSettings, "safety": SafetySettings,
+GROUPS = {"source": SourceSettings, "program": ProgramSettings, "render": RenderSettings,
+          "cluster": ClusterSettings, "safety": SafetySettings,
           "watch": WatchSettings, "images": ImageSettings}
 
 
@@ -302,6 +335,7 @@ GROUPS = {"source": SourceSettings, "program": ProgramSettings, "cluster": Clust
 class StackSettings:
     source: SourceSettings
     program: ProgramSettings = ProgramSettings()
+    render: RenderSettings = RenderSettings()
     cluster: ClusterSettings = ClusterSettings()
     safety: SafetySettings = SafetySettings()
     watch: WatchSettings = WatchSettings()

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..desired import desired_state_from_files
+from ..desired import FileSource, desired_state_from_files, read_desired_state
 from ..errors import RegistryError
 from ..settings import StackSettings
 from ..source.git import SourceFile
@@ -50,10 +50,11 @@ class ImageScanner:
         """The last commit read (with the settings it was read with) and its files holding objects."""
 
     def scan(self, files: Sequence[SourceFile], commit: str, settings: StackSettings,
-             settings_where: str) -> ScanResult:
+             settings_where: str, source: FileSource | None = None) -> ScanResult:
         """ManifestError for malformed markers, SettingsError for bad policies: both before any
-        registry request, so a typo costs nothing."""
-        markers = auto.find_all_markers(self._manifest_files(files, commit, settings))
+        registry request, so a typo costs nothing. `source` (the files' own) lets kustomize
+        folders be built, so markers in their files are found too."""
+        markers = auto.find_all_markers(self._manifest_files(files, commit, settings, source))
         policies = self.policies(files, settings, settings_where)
         self.client.begin_scan()
         tags: dict[str, Sequence[str] | str] = {}
@@ -72,7 +73,8 @@ class ImageScanner:
                     self._backoff[host] = self.clock() + e.retry_after
         return ScanResult(commit, auto.plan_checks(markers, policies, tags), errors)
 
-    def _manifest_files(self, files: Sequence[SourceFile], commit: str, settings: StackSettings) -> list[SourceFile]:
+    def _manifest_files(self, files: Sequence[SourceFile], commit: str, settings: StackSettings,
+                        source: FileSource | None) -> list[SourceFile]:
         """The files that hold the commit's objects, once the commit has been read as `up` reads it.
 
         The files are untrusted and markers are read in this process: only a commit whose files
@@ -82,9 +84,10 @@ class ImageScanner:
         """
         key = (commit, settings.source.path, settings.program.namespace, settings.program.cluster_kinds)
         if self._read is None or self._read[0] != key:
-            state = desired_state_from_files(files, repo="", commit=commit, path=settings.source.path,
-                                             namespace=settings.program.namespace,
-                                             cluster_kinds=settings.program.cluster_kinds)
+            state = read_desired_state(source, commit, settings) if source is not None else \
+                desired_state_from_files(files, repo="", commit=commit, path=settings.source.path,
+                                         namespace=settings.program.namespace,
+                                         cluster_kinds=settings.program.cluster_kinds)
             self._read = (key, frozenset(m.origin.path for m in state.manifests))
         holding = self._read[1]
         return [f for f in files if f.path in holding]

@@ -111,6 +111,13 @@ PULUMI_KUBERNETES_VERSION = "v4.25.0"
 PULUMI_KUBERNETES_PROVIDER_MODULE_VERSION = "v4.0.0-20260115033456-f47bc2d6f199"
 
 
+# Helm 3's last line, as Argo CD 3 renders charts with; v4 changes `helm template` output.
+HELM_VERSION = "v3.22.0"
+# fluxcd/pkg/kustomize, the build of kustomize-controller (sigs.k8s.io/kustomize/api v0.21.1);
+# v1.44 needs Go 1.27.
+FLUX_KUSTOMIZE_VERSION = "v1.41.0"
+
+
 class _SharedFields(TypedDict):
     family: str
     version: str
@@ -157,6 +164,14 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
              ldflags=("-X sigs.k8s.io/kwok/pkg/consts.Version=0.8.0",)),
     ToolSpec(name="kubectl", package="k8s.io/kubernetes/cmd/kubectl",
              version_args=("version", "--client"), **_K8S),
+    # Renderers of config repos (issue 12): Helm's own engine, and Flux's kustomize build.
+    ToolSpec(name="helm", version=HELM_VERSION, family="helm", package="helm.sh/helm/v3/cmd/helm",
+             version_args=("version", "--short"), module="helm.sh/helm/v3",
+             ldflags=(f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",)),
+    # Our wrapper (tools/kustomize/main.go) around fluxcd/pkg/kustomize, the code kustomize-controller runs.
+    ToolSpec(name="gitops-kustomize", version=FLUX_KUSTOMIZE_VERSION, family="kustomize", package=".",
+             version_args=("-version",), module="github.com/fluxcd/pkg/kustomize",
+             ldflags=(f"-X main.version={FLUX_KUSTOMIZE_VERSION}",)),
 )
 
 

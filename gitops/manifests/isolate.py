@@ -129,16 +129,20 @@ def _drop_spare() -> None:
 
 def load_isolated(files: Mapping[str, bytes], folder: str, ignore: tuple[str, str] | None,
                   command: list[str] | None = None,
-                  sizes: Mapping[str, int] | None = None) -> tuple[list[Document], list[Problem]]:
+                  sizes: Mapping[str, int] | None = None,
+                  rendered: Mapping[str, bytes] | None = None) -> tuple[list[Document], list[Problem]]:
     """The documents of the manifest files under `folder` (less what `ignore`, a `.gitopsignore`
     path and text, skips), and every problem, read in one child process (`command`, or the
-    prepared one). `sizes` gives the true size of files the source did not read (too large)."""
-    candidates = manifest_candidates(files, folder)
+    prepared one). `sizes` gives the true size of files the source did not read (too large);
+    `rendered` streams (a renderer's output, by name) are read too, whatever `ignore` says."""
+    extra = dict(rendered or {})
+    candidates = manifest_candidates(files, folder) + sorted(extra)
     if not candidates:
         return [], []
     known = dict(sizes or {})
-    budget = min(sum(known.get(p, len(files[p])) for p in candidates), MAX_COMMIT_BYTES)
-    session = _Session(candidates, files, folder, ignore, known)
+    everything = {**files, **extra}
+    budget = min(sum(known.get(p, len(everything[p])) for p in candidates), MAX_COMMIT_BYTES)
+    session = _Session(candidates, everything, folder, ignore, known, forced=frozenset(extra))
     try:
         child = _spawn(command) if command is not None else _take_spare()
     except OSError as e:
@@ -169,6 +173,8 @@ class _Session:
     ignore: tuple[str, str] | None
     sizes: Mapping[str, int] = field(default_factory=dict)
     """Sizes of files not read (too large): they are refused by size, never sent."""
+    forced: frozenset[str] = frozenset()
+    """Candidates read whatever `.gitopsignore` says (rendered streams)."""
     documents: list[Document] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     current: str | None = None  # the file the child said it is on
@@ -195,7 +201,8 @@ class _Session:
         if not isinstance(selected, list) or not all(isinstance(i, int) and 0 <= i < len(self.candidates)
                                                      for i in selected):
             raise self._stopped(process, "the parser answered out of turn", phase="ignore")
-        chosen, sent = self._within_limits(selected)
+        kept = set(selected) | {i for i, path in enumerate(self.candidates) if path in self.forced}
+        chosen, sent = self._within_limits(sorted(kept))
         sizes = json.dumps([[i, len(self.files[self.candidates[i]])] for i in chosen]).encode() + b"\n"
         _write_in_background(stdin, [sizes, *(self.files[self.candidates[i]] for i in chosen)], close=True)
         deadline = time.monotonic() + parse_timeout_s(sent)

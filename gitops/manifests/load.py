@@ -26,7 +26,10 @@ from .limits import MAX_DEPTH, MAX_DOCUMENTS_PER_FILE, MAX_FILE_BYTES, MIB
 from .yamldoc import Parsed, error_line, parse_document
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-# kustomize build files are instructions, not objects; rendering overlays is later work.
+# Jsonnet programs are read only to be refused by name (Argo CD renders them; gitops does not), so
+# a folder of them is a clear error, never an empty desired state; `.gitopsignore` may skip them.
+JSONNET_SUFFIX = ".jsonnet"
+# kustomize build files are instructions, not objects: renderers/kustomize.py builds their folders.
 KUSTOMIZE_FILES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 IGNORE_FILE = ".gitopsignore"
 
@@ -80,7 +83,7 @@ def manifest_candidates(paths: Iterable[str], folder: str) -> list[str]:
         name = posixpath.basename(relative)
         if any(part.startswith(".") for part in relative.split("/")):
             continue
-        if not name.endswith(MANIFEST_SUFFIXES) or name in KUSTOMIZE_FILES:
+        if not name.endswith((*MANIFEST_SUFFIXES, JSONNET_SUFFIX)) or name in KUSTOMIZE_FILES:
             continue
         chosen.append(path)
     return sorted(chosen)
@@ -114,6 +117,9 @@ def load_documents(path: str, data: bytes) -> tuple[list[Document], list[Problem
 
 def read_file(path: str, data: bytes) -> FileRead:
     """One file, as kubectl reads it: BOM, UTF-8 or UTF-16, then JSON or YAML by content."""
+    if path.endswith(JSONNET_SUFFIX):
+        return FileRead([], [Problem(path, 1, "Jsonnet is not rendered by gitops: render it to YAML (for instance in "
+                                              "CI) and commit that, or skip the file in .gitopsignore")], 0)
     too_large = file_too_large(path, len(data))
     if too_large is not None:
         return FileRead([], [too_large], 0)

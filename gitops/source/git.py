@@ -6,6 +6,7 @@ commit is not already cached, so a reconcile whose ref has not moved makes no fe
 """
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ..paths import cache_root
 from ..text import escape, last_lines
 from ..urls import is_remote, normalized, redact
 from .bare import bare_clone, blob_sizes, git_env, read_blobs
+from .checkout import scratch_tree
 
 _SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _NETWORK_TIMEOUT_S = 60
@@ -117,6 +119,10 @@ class GitSource:
             raise SourceError(f"fetch failed: {_last_line(e)}", repo=self.label, ref=ref) from e
 
     # -- reading files --------------------------------------------------------------------------
+
+    def tree(self, commit: str) -> contextlib.AbstractContextManager[Path]:
+        """The whole tree of `commit` in a scratch folder, for renderers that read folders."""
+        return scratch_tree(str(self._git_repo.git_dir), commit, self.label)
 
     def read(self, commit: str, path: str = ".") -> list[SourceFile]:
         """Every file under the folder `path` at `commit`, in path order. Symlinks inside the repo are

@@ -152,7 +152,7 @@ def scan_images(ctx: StepContext, head: str, where: str) -> ImageScan:
     unchanged = ImageScan(head, ctx.image_tags)
     before = dict(scanner.requests_made)
     try:
-        result = scanner.scan(ctx.source.read(head, settings.source.path), head, settings, where)
+        result = scanner.scan(ctx.source.read(head, settings.source.path), head, settings, where, source=ctx.source)
     except (ManifestError, SettingsError, SourceError) as e:
         ctx.metrics.image_scan(ok=False)
         log("images.failed", str(e), level="error", commit=head)

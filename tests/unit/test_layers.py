@@ -16,7 +16,7 @@ LAYERS = (
     ("__init__", "errors", "deep", "model", "urls", "text", "procs", "paths", "http"),
     ("settings",),
     ("source",),
-    ("manifests", "desired", "render", "guard"),
+    ("manifests", "renderers", "desired", "render", "guard"),
     ("kube",),
     ("images",),
     ("resources", "program"),

@@ -183,3 +183,25 @@ def test_a_file_too_large_for_any_manifest_is_not_read_and_is_refused_unless_ign
     assert [m.id.name for m in read([SourceFile("deploy/.gitopsignore", b"big.yaml\n")]).manifests] == ["a"]
     with pytest.raises(ManifestError, match=r"deploy/\.gitopsignore:1: .* too large"):
         read([SourceFile("deploy/.gitopsignore", b"", unread_size=READ_LIMIT_BYTES + 1)])
+
+
+def test_a_scratch_tree_holds_the_commit_but_no_link_out_of_it(repo, tmp_path):
+    import os
+    import subprocess
+
+    (repo.root / "deploy" / "inside.yaml").symlink_to("a.yaml")
+    (repo.root / "deploy" / "outside.yaml").symlink_to("/etc/passwd")
+    (repo.root / "up.yaml").symlink_to("../../etc/hostname")
+    subprocess.run(["git", "-C", str(repo.root), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo.root), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "links"],
+                   check=True)
+    repo.git("checkout", "-q", "--", ".")
+    (repo.root / "deploy" / "a.yaml").write_text("uncommitted")  # the work tree is never read
+    source = GitSource(str(repo.root))
+    with source.tree(source.resolve("HEAD")) as tree:
+        assert (tree / "deploy" / "a.yaml").read_text() == CM % "a"
+        assert os.readlink(tree / "deploy" / "inside.yaml") == "a.yaml"
+        assert not (tree / "deploy" / "outside.yaml").exists() and not (tree / "deploy" / "outside.yaml").is_symlink()
+        assert not (tree / "up.yaml").is_symlink()
+        kept = tree
+    assert not kept.exists()

@@ -67,9 +67,9 @@ def test_one_version_per_family():
     assert {f: v for f, v in versions.items() if len(v) > 1} == {}
 
 
-def test_the_nine_tools_are_pinned():
+def test_the_eleven_tools_are_pinned():
     assert set(SPECS) == {"pulumi", "pulumi-language-python", "pulumi-resource-kubernetes", "etcd", "kube-apiserver",
-                          "kube-controller-manager", "kube-scheduler", "kwok", "kubectl"}
+                          "kube-controller-manager", "kube-scheduler", "kwok", "kubectl", "helm", "gitops-kustomize"}
 
 
 def test_pulumi_cli_equals_the_python_sdk():

@@ -51,6 +51,9 @@ class FakeSource:
     def read(self, commit: str, path: str = ".") -> list[SourceFile]:
         return [SourceFile(p, t.encode()) for p, t in sorted(self.commits[commit].items())]
 
+    def tree(self, commit: str):
+        raise AssertionError("plain manifests need no tree")  # only kustomize folders do
+
 
 class FakeEngine:
     def __init__(self, source: FakeSource) -> None:
@@ -106,7 +109,7 @@ class FakeScanner:
         self.scans: list[str] = []
         self.requests_made: dict[str, int] = {}
 
-    def scan(self, files, commit, settings, where) -> ScanResult:
+    def scan(self, files, commit, settings, where, source=None) -> ScanResult:
         self.scans.append(commit)
         return ScanResult(commit, (), {})
 
