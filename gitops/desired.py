@@ -68,16 +68,9 @@ def desired_state_from_files(files: Sequence[SourceFile], *, repo: str, commit: 
         templates = {b.name: helm.sources(b.output) for b in built if b.renderer == "helm"}
         documents = [_placed(d, by_name[d.path], templates.get(d.path, ())) if d.path in by_name else d
                      for d in documents]
-        if any(b.renderer == "helm" for b in built):
-            mode = next(b.helm_hooks for b in built if b.renderer == "helm")
-            kept = []
-            for document in documents:
-                keep, problem = helm.hook_problem(document, mode)
-                if problem is not None:
-                    problems.append(problem)
-                if keep:
-                    kept.append(document)
-            documents = kept
+        for chart in (b for b in built if b.renderer == "helm"):
+            documents, refused = helm.without_hooks(documents, chart.helm_hooks)
+            problems += refused
         manifests = validate(documents, namespace, cluster_kinds, problems_before + problems)
     return DesiredState(repo=repo, commit=commit, path=path, manifests=manifests)
 
@@ -106,25 +99,7 @@ def _build(source: FileSource, commit: str, files: Sequence[SourceFile], roots: 
                     target.write_bytes(file.data)
         if chart:
             (root,) = roots
-            render = settings.render
-            values_files = [posixpath.normpath(posixpath.join(root, f)) for f in render.helm_values_files]
-            outside = [f for f in values_files if f.startswith("..") or f.startswith("/")]
-            if outside:
-                return [Built("helm", root, b"", Problem(posixpath.join(root, helm.CHART_FILE), 1,
-                                                         f"values file {outside[0]!r} is outside the repository"))]
-            remote = helm.RemoteChart(render.helm_chart, render.helm_repo, render.helm_version or "") \
-                if render.helm_chart else None
-            if remote is not None and (not render.helm_version or not (remote.repo or remote.chart.startswith("oci://"))):
-                missing = "gitops:helmVersion" if not render.helm_version else "gitops:helmRepo (or an oci:// chart)"
-                return [Built("helm", root, b"", Problem(f"chart {remote.chart}", 1,
-                                                         f"{missing} is required with gitops:helmChart"))]
-            default_release = posixpath.basename((render.helm_chart or "").rstrip("/")) if remote else \
-                posixpath.basename(root)
-            output, problem = helm.template(binary, tree, root,
-                                            release=render.helm_release or default_release or "release",
-                                            namespace=settings.program.namespace,
-                                            values_files=values_files, values=render.helm_values, remote=remote)
-            return [Built("helm", root, output, problem, helm_hooks=render.helm_hooks, remote=remote)]
+            return [helm.render_chart(binary, tree, root, settings.render, settings.program.namespace)]
         remote_bases = settings.render.kustomize_remote_bases
         inflate = helm.binary() if settings.render.kustomize_helm else None
         return [Built("kustomize", root, *kustomize.build(binary, tree, root, remote_bases, inflate,

@@ -23,6 +23,8 @@ from typing import Any
 from ..errors import Problem, ToolMissingError
 from ..manifests.load import Document, load_documents
 from ..paths import bin_dir
+from ..settings import RenderSettings
+from . import Built
 
 TOOL = "helm"
 CHART_FILE = "Chart.yaml"
@@ -69,6 +71,25 @@ class RemoteChart:
         if host.startswith(("127.0.0.1:", "localhost:", "[::1]:")):
             found.append("--plain-http")  # a loopback registry speaks plain HTTP, as docker treats it
         return found
+
+
+def render_chart(binary: Path, tree: Path, root: str, render: RenderSettings, namespace: str) -> Built:
+    """The chart of the stack (at `root`, or `render.helm_chart`) rendered as its settings say."""
+    where = posixpath.join(root, CHART_FILE)
+    values_files = [posixpath.normpath(posixpath.join(root, f)) for f in render.helm_values_files]
+    outside = [f for f in values_files if f.startswith(("..", "/"))]
+    if outside:
+        return Built("helm", root, b"", Problem(where, 1, f"values file {outside[0]!r} is outside the repository"))
+    remote = RemoteChart(render.helm_chart, render.helm_repo, render.helm_version or "") if render.helm_chart else None
+    if remote is not None and (not render.helm_version or not (remote.repo or remote.chart.startswith("oci://"))):
+        missing = "gitops:helmVersion" if not render.helm_version else "gitops:helmRepo (or an oci:// chart)"
+        return Built("helm", root, b"", Problem(f"chart {remote.chart}", 1,
+                                                f"{missing} is required with gitops:helmChart"))
+    default_release = posixpath.basename(remote.chart.rstrip("/")) if remote else posixpath.basename(root)
+    output, problem = template(binary, tree, root, release=render.helm_release or default_release or "release",
+                               namespace=namespace, values_files=values_files, values=render.helm_values,
+                               remote=remote)
+    return Built("helm", root, output, problem, helm_hooks=render.helm_hooks, remote=remote)
 
 
 def template(binary: Path, tree: Path, folder: str, release: str, namespace: str,
@@ -216,3 +237,15 @@ def hook_problem(document: Document, mode: str) -> tuple[bool, Problem | None]:
                           f"a Helm hook ({hook}): gitops applies every object of a chart as one resource, with no "
                           "install or upgrade phases; set gitops:helmHooks to `skip` (as `helm template "
                           "--no-hooks`) or `apply` (as ordinary objects)")
+
+
+def without_hooks(documents: Sequence[Document], mode: str) -> tuple[list[Document], list[Problem]]:
+    """The rendered objects `mode` (`gitops:helmHooks`) keeps, and the hooks it refuses."""
+    kept, refused = [], []
+    for document in documents:
+        keep, problem = hook_problem(document, mode)
+        if problem is not None:
+            refused.append(problem)
+        if keep:
+            kept.append(document)
+    return kept, refused

@@ -94,6 +94,14 @@ class Project:
 
         return Backend(self.env["PULUMI_BACKEND_URL"]).stack_files("gitops", self.stack)
 
+    def preview_on_branch(self, files: dict[str, str | None], message: str = "change") -> list[dict]:
+        """Commit `files` on a new branch `feature` and return the changes its JSON preview plans."""
+        self.repo.git("checkout", "-q", "-b", "feature")
+        self.repo.write(files, message)
+        result = self.gitops("preview", "--stack", self.stack, "--ref", "feature", "--format", "json", check=False)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["changes"]
+
     def watch_status(self) -> dict:
         """The watcher's status file, `{}` until it writes one (or while it is being replaced)."""
         from gitops.engine import stack_dir

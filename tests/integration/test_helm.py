@@ -114,11 +114,8 @@ def test_up_then_a_preview_of_a_values_change(project):
     project.gitops("up", "--stack", project.stack, "-q")
     assert project.kubectl_json("get", "deployment", "shop-web", "-n", ns)["spec"]["replicas"] == 1
 
-    project.repo.git("checkout", "-q", "-b", "feature")
-    project.repo.write({"shop/values.yaml": files["shop/values.yaml"].replace("replicas: 1", "replicas: 4")}, "scale")
-    result = project.gitops("preview", "--stack", project.stack, "--ref", "feature", "--format", "json", check=False)
-    assert result.returncode == 0, result.stderr
-    (change,) = json.loads(result.stdout)["changes"]
+    (change,) = project.preview_on_branch(
+        {"shop/values.yaml": files["shop/values.yaml"].replace("replicas: 1", "replicas: 4")}, "scale")
     assert change["subject"] == f"Deployment/{ns}/shop-web" and change["op"] == "update"
     assert [(f["path"], f["old"], f["new"]) for f in change["fields"]] == [("spec.replicas", 1, 4)]
 

@@ -131,11 +131,7 @@ def test_up_then_a_preview_of_a_patch_change(project):
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25.3"
     assert project.outputs()["objectCount"] == 5
 
-    project.repo.git("checkout", "-q", "-b", "feature")
-    project.repo.write({"overlay/replicas.yaml": fixtures(ns)["overlay/replicas.yaml"].replace("3", "5")}, "scale")
-    result = project.gitops("preview", "--stack", project.stack, "--ref", "feature", "--format", "json", check=False)
-    assert result.returncode == 0, result.stderr
-    plan = json.loads(result.stdout)
-    (change,) = plan["changes"]
+    (change,) = project.preview_on_branch(
+        {"overlay/replicas.yaml": fixtures(ns)["overlay/replicas.yaml"].replace("3", "5")}, "scale")
     assert change["subject"] == f"Deployment/{ns}/prod-web" and change["op"] == "update"
     assert [(f["path"], f["old"], f["new"]) for f in change["fields"]] == [("spec.replicas", 3, 5)]
