@@ -17,7 +17,7 @@ from .manifests.isolate import load_isolated, prepare
 from .manifests.load import IGNORE_FILE, Document
 from .manifests.validate import validate
 from .model import DesiredState
-from .renderers import Built, helm, kustomize
+from .renderers import Ask, Built, helm, kustomize, no_cluster
 from .settings import StackSettings
 from .source.git import SourceFile
 
@@ -87,7 +87,7 @@ class FileSource(Protocol):
 
 
 def _build(source: FileSource, commit: str, files: Sequence[SourceFile], roots: Sequence[str],
-           settings: StackSettings, chart: bool) -> list[Built]:
+           settings: StackSettings, chart: bool, capabilities: Ask) -> list[Built]:
     """Each kustomize folder, or the chart, rendered on a scratch copy of the commit; the files
     read (rewritten by image automation, perhaps) are what the renderer sees."""
     binary = helm.binary() if chart else kustomize.binary()
@@ -99,11 +99,12 @@ def _build(source: FileSource, commit: str, files: Sequence[SourceFile], roots: 
                     target.write_bytes(file.data)
         if chart:
             (root,) = roots
-            return [helm.render_chart(binary, tree, root, settings.render, settings.program.namespace)]
+            return [helm.render_chart(binary, tree, root, settings.render, settings.program.namespace,
+                                      capabilities())]
         remote_bases = settings.render.kustomize_remote_bases
-        inflate = helm.binary() if settings.render.kustomize_helm else None
-        return [Built("kustomize", root, *kustomize.build(binary, tree, root, remote_bases, inflate,
-                                                         helm.DEFAULT_KUBE_VERSION)) for root in roots]
+        inflate = (helm.binary(), capabilities()) if settings.render.kustomize_helm else None
+        return [Built("kustomize", root, *kustomize.build(binary, tree, root, remote_bases, inflate))
+                for root in roots]
 
 
 def _placed(document: Document, built: Built, templates: Sequence[tuple[int, str]]) -> Document:
@@ -115,17 +116,19 @@ def _placed(document: Document, built: Built, templates: Sequence[tuple[int, str
 
 
 def read_desired_state(source: FileSource, commit: str, settings: StackSettings,
-                       rewrite: Callable[[list[SourceFile]], list[SourceFile]] | None = None) -> DesiredState:
+                       rewrite: Callable[[list[SourceFile]], list[SourceFile]] | None = None,
+                       capabilities: Ask = no_cluster) -> DesiredState:
     """`rewrite` changes files before they are parsed: image tags chosen in read-only mode. It reads
     the files in this process, so the commit as written is read (bounded, in a child) first: a
-    commit that is refused as it is never reaches the rewrite."""
+    commit that is refused as it is never reaches the rewrite. `capabilities` is what a chart
+    sees of the cluster, asked only if one is rendered."""
     files = source.read(commit, settings.source.path)
     folder = "" if settings.source.path in ("", ".") else settings.source.path.strip("/")
     chart = bool(settings.render.helm_chart) or helm.is_chart((f.path for f in files), folder)
     roots = [folder] if chart else kustomize.kustomize_roots((f.path for f in files), folder)
 
     def read(files: Sequence[SourceFile]) -> DesiredState:
-        built = _build(source, commit, files, roots, settings, chart) if roots else ()
+        built = _build(source, commit, files, roots, settings, chart, capabilities) if roots else ()
         return desired_state_from_files(files, repo=source.label, commit=commit, path=settings.source.path,
                                         namespace=settings.program.namespace,
                                         cluster_kinds=settings.program.cluster_kinds, built=built)

@@ -225,12 +225,13 @@ class ProgramSettings:
 class RenderSettings:
     """How folders that are not plain manifests are rendered: kustomize (as Flux) and Helm (as Argo CD)."""
 
-    kustomize_remote_bases: bool = setting("kustomizeRemoteBases", False, "let kustomizations load remote bases "
-                                           "(`https://host/org/repo//dir?ref=v1`, as Flux does by default); off, a "
-                                           "kustomization reaches no host at all", flag)
+    kustomize_remote_bases: bool = setting("kustomizeRemoteBases", False, "let kustomizations reach "
+                                           "the network: remote bases (`https://host/org/repo//dir?ref=v1`, as Flux "
+                                           "does by default), remote files, and `helmCharts` pulled from a `repo`; "
+                                           "off, a kustomization reaches no host at all", flag)
     kustomize_helm: bool = setting("kustomizeHelm", False, "inflate a kustomization's `helmCharts` with the pinned "
-                                   "helm (kustomize's `--enable-helm`; off in Flux too); the charts' repositories "
-                                   "are then reached", flag)
+                                   "helm (kustomize's `--enable-helm`; off in Flux too), from the kustomization's "
+                                   "`charts/` folder, or pulled with `kustomizeRemoteBases`", flag)
     helm_chart: str | None = setting("helmChart", None, "a chart from a Helm repository instead of a folder: its "
                                      "name with `helmRepo`, or a whole `oci://host/path/chart` reference; "
                                      "`gitops:path` then only holds its values files", text, shown="none")

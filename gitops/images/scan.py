@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from ..desired import FileSource, desired_state_from_files, read_desired_state
 from ..errors import RegistryError
+from ..manifests.isolate import load_isolated
+from ..manifests.load import KUSTOMIZE_FILES, MANIFEST_SUFFIXES
+from ..renderers import helm, kustomize
 from ..settings import StackSettings
 from ..source.git import SourceFile
 from . import automation as auto
@@ -46,8 +49,9 @@ class ImageScanner:
         self.clock = clock
         self._backoff: dict[str, float] = {}
         """Registry host -> monotonic time before which it is not asked again."""
-        self._read: tuple[tuple[object, ...], frozenset[str]] | None = None
-        """The last commit read (with the settings it was read with) and its files holding objects."""
+        self._read: tuple[tuple[object, ...], frozenset[str], tuple[SourceFile, ...]] | None = None
+        """The last commit read (with the settings it was read with), its files holding objects or
+        marks, and those of them outside the stack's path."""
 
     def scan(self, files: Sequence[SourceFile], commit: str, settings: StackSettings,
              settings_where: str, source: FileSource | None = None) -> ScanResult:
@@ -81,6 +85,11 @@ class ImageScanner:
         passed the bounded parse and validation (in a child process) is scanned, so no file can
         crash, exhaust or hang the watcher here. ManifestError otherwise, with every problem. The
         last commit read is remembered: scans of an unchanged commit cost no parse.
+
+        A kustomize folder's objects come from its resources, wherever in the repo they are (an
+        overlay's `../base`), and its own files mark fields too (`images: - newTag: 1.2.3 #
+        {"$imagepolicy": ...}`, as Flux's image automation marks them): those are scanned as
+        well, each once the bounded parser has read it.
         """
         key = (commit, settings.source.path, settings.program.namespace, settings.program.cluster_kinds)
         if self._read is None or self._read[0] != key:
@@ -88,9 +97,11 @@ class ImageScanner:
                 desired_state_from_files(files, repo="", commit=commit, path=settings.source.path,
                                          namespace=settings.program.namespace,
                                          cluster_kinds=settings.program.cluster_kinds)
-            self._read = (key, frozenset(m.origin.path for m in state.manifests))
-        holding = self._read[1]
-        return [f for f in files if f.path in holding]
+            holding = {m.origin.path for m in state.manifests}
+            outside = _kustomized(files, holding, commit, settings, source) if source is not None else ()
+            self._read = (key, frozenset(holding | {f.path for f in outside}), outside)
+        _, holding_paths, outside_files = self._read
+        return [f for f in files if f.path in holding_paths] + list(outside_files)
 
     @staticmethod
     def policies(files: Sequence[SourceFile], settings: StackSettings,
@@ -116,3 +127,31 @@ def describe(check: auto.ImageCheck) -> dict[str, object]:
             "policy": check.policy.name if check.policy and check.policy.name else marker.policy_ref,
             "image": check.image, "current": check.current, "chosen": check.chosen, "locked": marker.locked,
             "moves": check.moves, "reason": check.problem or (check.selection.reason if check.selection else "")}
+
+
+def _kustomized(files: Sequence[SourceFile], holding: set[str], commit: str, settings: StackSettings,
+                source: FileSource) -> tuple[SourceFile, ...]:
+    """Adds to `holding` the files of the kustomize folders under the path that the bounded
+    parser reads as YAML, and returns the files outside the path that hold objects."""
+    folder = "" if settings.source.path in ("", ".") else settings.source.path.strip("/")
+    paths = [f.path for f in files]
+    if settings.render.helm_chart or helm.is_chart(paths, folder):
+        return ()
+    roots = kustomize.kustomize_roots(paths, folder)
+    if not roots:
+        return ()
+    own = [f for f in files if f.unread_size is None and kustomize.under(f.path, roots) and f.path not in holding
+           and (f.path.endswith(MANIFEST_SUFFIXES) or posixpath.basename(f.path) in KUSTOMIZE_FILES)]
+    if own:
+        _, problems = load_isolated({}, folder, None, rendered={f.path: f.data for f in own})
+        refused = {p.path for p in problems}
+        holding.update(f.path for f in own if f.path not in refused)
+    read = set(paths)
+    outside: list[SourceFile] = []
+    directories: list[str] = []
+    for directory in sorted({posixpath.dirname(p) for p in holding if p not in read}):
+        if not any(directory == d or directory.startswith(d + "/") for d in directories):
+            directories.append(directory)  # sorted: a parent comes first, and is read whole
+    for directory in directories:
+        outside += [f for f in source.read(commit, directory or ".") if f.path in holding and f.path not in read]
+    return tuple(outside)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ClusterError
+from ..renderers import Capabilities
 from .api import KubeApi
 
 # Aggregated discovery (GA in Kubernetes 1.30): every group, version and resource in one answer.
@@ -67,3 +68,18 @@ def _group(item: Any, into: dict[tuple[str, str, str], Resource]) -> None:
             plural = resource.get("resource") if isinstance(resource, dict) else None
             if isinstance(kind, str) and isinstance(plural, str) and "/" not in plural:  # not subresources
                 into[(group, name, kind)] = Resource(group, name, kind, plural, resource.get("scope") != "Cluster")
+
+
+def capabilities(api: KubeApi, found: Discovery) -> Capabilities:
+    """What a chart sees of this cluster: its version and every API version it serves, with and
+    without the kind (`.Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget"`), as Argo CD
+    passes them to `helm template`."""
+    response = api.request("GET", "/version")
+    version = response.body.get("gitVersion") if isinstance(response.body, dict) else None
+    if response.status != 200 or not isinstance(version, str) or not version.startswith("v"):
+        raise ClusterError(f"{api.server}/version did not say the cluster's version: {response.message}")
+    served = set()
+    for group, api_version, kind in found.resources:
+        prefix = f"{group}/{api_version}" if group else api_version
+        served |= {prefix, f"{prefix}/{kind}"}
+    return Capabilities(version, tuple(sorted(served)))

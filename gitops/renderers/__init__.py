@@ -1,10 +1,35 @@
 """Renderers of folders that are not plain manifests: kustomize (as Flux builds it) and Helm."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Problem
+
+# `helm template` assumes Kubernetes v1.20 unless told, and charts that require newer ones refuse
+# to render (podinfo: `kubeVersion: >=1.23.0-0`). Argo CD passes the destination cluster's
+# version; without a cluster to ask (`gitops render`), the version of the local control plane
+# this project pins.
+DEFAULT_KUBE_VERSION = "v1.36.3"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a chart sees of the cluster (`.Capabilities`): as Argo CD passes the destination
+    cluster's version and served API versions to `helm template`."""
+
+    kube_version: str = DEFAULT_KUBE_VERSION
+    api_versions: tuple[str, ...] = ()
+    """`group/version` and `group/version/Kind` the cluster serves, beyond Helm's built-in set."""
+
+
+Ask = Callable[[], Capabilities]
+"""Asked only when a chart is rendered, so a repo without one never waits on the cluster."""
+
+
+def no_cluster() -> Capabilities:
+    return Capabilities()
 
 
 @dataclass(frozen=True)

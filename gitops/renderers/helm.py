@@ -1,7 +1,8 @@
 """Helm charts, rendered by Helm's own engine as `helm template` and Argo CD render them.
 
 A chart is a folder with a `Chart.yaml`. It is rendered on a scratch copy of the commit's tree
-with no cluster (`lookup` finds nothing), no post-renderer, Helm's config and cache in scratch
+with no connection to a cluster (`lookup` finds nothing; the cluster's version and API versions
+are passed in, as Argo CD passes them), no post-renderer, Helm's config and cache in scratch
 folders, and no kubeconfig; each object is placed at the template it came from (`# Source:`).
 Pure but for `template`.
 """
@@ -24,15 +25,11 @@ from ..errors import Problem, ToolMissingError
 from ..manifests.load import Document, load_documents
 from ..paths import bin_dir
 from ..settings import RenderSettings
-from . import Built
+from . import Built, Capabilities
 
 TOOL = "helm"
 CHART_FILE = "Chart.yaml"
 TEMPLATE_TIMEOUT_S = 120.0
-# `helm template` assumes Kubernetes v1.20 unless told, and charts that require newer ones refuse
-# to render (podinfo: `kubeVersion: >=1.23.0-0`). Argo CD passes the destination cluster's
-# version; without a cluster to ask, the version of the local control plane this project pins.
-DEFAULT_KUBE_VERSION = "v1.36.3"
 TEMPLATE_ADDRESS_SPACE_BYTES = 4 * 1024**3
 MAX_OUTPUT_BYTES = 128 * 1024**2
 _SOURCE = re.compile(r"^# Source: (.+)$", re.MULTILINE)
@@ -73,7 +70,8 @@ class RemoteChart:
         return found
 
 
-def render_chart(binary: Path, tree: Path, root: str, render: RenderSettings, namespace: str) -> Built:
+def render_chart(binary: Path, tree: Path, root: str, render: RenderSettings, namespace: str,
+                 capabilities: Capabilities) -> Built:
     """The chart of the stack (at `root`, or `render.helm_chart`) rendered as its settings say."""
     where = posixpath.join(root, CHART_FILE)
     values_files = [posixpath.normpath(posixpath.join(root, f)) for f in render.helm_values_files]
@@ -88,18 +86,20 @@ def render_chart(binary: Path, tree: Path, root: str, render: RenderSettings, na
     default_release = posixpath.basename(remote.chart.rstrip("/")) if remote else posixpath.basename(root)
     output, problem = template(binary, tree, root, release=render.helm_release or default_release or "release",
                                namespace=namespace, values_files=values_files, values=render.helm_values,
-                               remote=remote)
+                               remote=remote, capabilities=capabilities)
     return Built("helm", root, output, problem, helm_hooks=render.helm_hooks, remote=remote)
 
 
 def template(binary: Path, tree: Path, folder: str, release: str, namespace: str,
              values_files: Sequence[str] = (), values: Mapping[str, Any] | None = None,
-             remote: RemoteChart | None = None) -> tuple[bytes, Problem | None]:
+             remote: RemoteChart | None = None,
+             capabilities: Capabilities | None = None) -> tuple[bytes, Problem | None]:
     """The chart at `folder` (or `remote`) rendered, or the problem that stopped Helm. `values_files`
     are paths in the repo, applied in order, then the inline `values` on top (`helm -f a -f b -f inline`).
     A folder chart whose dependencies are declared but not vendored in `charts/` gets them from
     the repositories its `Chart.lock` names first (`helm dependency build`)."""
     where = f"chart {remote.label}" if remote is not None else posixpath.join(folder, CHART_FILE)
+    capabilities = capabilities or Capabilities()
     with tempfile.TemporaryDirectory(prefix="gitops-helm-") as scratch:
         helm = _Helm(binary, tree, Path(scratch), where)
         if remote is None and needs_dependencies(tree / folder):
@@ -111,7 +111,9 @@ def template(binary: Path, tree: Path, folder: str, release: str, namespace: str
             if problem is not None:
                 return b"", problem
         command = ["template", release, *(remote.args() if remote is not None else ["./" + (folder or ".")]),
-                   "--namespace", namespace, "--include-crds", "--kube-version", DEFAULT_KUBE_VERSION]
+                   "--namespace", namespace, "--include-crds", "--kube-version", capabilities.kube_version]
+        for api_version in capabilities.api_versions:
+            command += ["--api-versions", api_version]
         for values_file in values_files:
             command += ["--values", values_file]
         if values:

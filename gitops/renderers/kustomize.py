@@ -6,6 +6,7 @@ the binary within limits, and says where each built object came from. Pure but f
 """
 from __future__ import annotations
 
+import functools
 import posixpath
 import resource
 import subprocess
@@ -18,6 +19,7 @@ import yaml
 from ..errors import Problem, ToolMissingError
 from ..manifests.load import KUSTOMIZE_FILES, Document
 from ..paths import bin_dir
+from . import Capabilities
 
 TOOL = "gitops-kustomize"
 ORIGIN = "config.kubernetes.io/origin"
@@ -56,14 +58,16 @@ def under(path: str, roots: Sequence[str]) -> bool:
 
 
 def build(binary: Path, tree: Path, root: str, remote_bases: bool = False,
-          helm: Path | None = None, kube_version: str = "") -> tuple[bytes, Problem | None]:
+          helm: tuple[Path, Capabilities] | None = None) -> tuple[bytes, Problem | None]:
     """The YAML stream of `root` built in `tree`, or the problem that stopped the build. `helm`
-    turns on `helmCharts` inflation with that binary."""
+    turns on `helmCharts` inflation with that binary, for a cluster of those capabilities."""
     command = [str(binary), "-root", str(tree), "-path", root or "."]
     if remote_bases:
         command.append("-remote-bases")
     if helm is not None:
-        command += ["-helm", str(helm), "-kube-version", kube_version]
+        helm_binary, capabilities = helm
+        command += ["-helm", str(helm_binary), "-kube-version", capabilities.kube_version,
+                    "-api-versions", ",".join(capabilities.api_versions)]
     where = posixpath.join(root, "kustomization.yaml") if root else "kustomization.yaml"
     try:
         done = subprocess.run(command, capture_output=True, timeout=BUILD_TIMEOUT_S, check=False, cwd=tree,
@@ -93,7 +97,8 @@ def relocate(document: Document, root: str) -> Document:
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     if not isinstance(metadata, dict) or not isinstance(annotations, dict) or ORIGIN not in annotations:
         return document
-    origin = _origin_path(annotations[ORIGIN], root)
+    text = annotations[ORIGIN]
+    origin = _origin_path(text, root) if isinstance(text, str) else None
     kept = {k: v for k, v in annotations.items() if k != ORIGIN}
     new_metadata = {**metadata, "annotations": kept} if kept else \
         {k: v for k, v in metadata.items() if k != "annotations"}
@@ -101,9 +106,10 @@ def relocate(document: Document, root: str) -> Document:
     return Document(origin or document.path, 1 if origin else document.line, body)
 
 
-def _origin_path(text: Any, root: str) -> str | None:
+@functools.lru_cache(maxsize=4096)  # every object of a file carries the same origin text
+def _origin_path(text: str, root: str) -> str | None:
     try:
-        origin = yaml.safe_load(text) if isinstance(text, str) and len(text) < 10_000 else None
+        origin = yaml.safe_load(text) if len(text) < 10_000 else None
     except yaml.YAMLError:
         return None
     if not isinstance(origin, dict):

@@ -212,15 +212,63 @@ def test_dependencies_not_vendored_are_fetched_from_the_repository_the_chart_nam
 
 
 def test_a_kustomization_inflates_its_helm_charts_only_when_the_stack_says_so(helm_repository, tmp_path):
+    """Vendored under charts/, with `gitops:kustomizeHelm`; from the repository the kustomization
+    names, which is a network fetch, only with `gitops:kustomizeRemoteBases` too."""
     from gitops.errors import ManifestError
 
-    repo = values_repo(tmp_path, {"app/kustomization.yaml": (
-        "namePrefix: k-\nhelmCharts:\n"
-        f"- name: shop\n  repo: {helm_repository}\n  version: 1.2.3\n  releaseName: store\n"
-        "  valuesInline: {replicas: 2}\n")})
+    vendored = {f"app/charts/{name}": text for name, text in chart("shop.example.com").items()}
+    repo = values_repo(tmp_path, {**vendored, "app/kustomization.yaml": (
+        "namePrefix: k-\nhelmCharts:\n- name: shop\n  releaseName: store\n  valuesInline: {replicas: 2}\n"
+        f"- name: shop\n  repo: {helm_repository}\n  version: 1.2.3\n  releaseName: pulled\n")})
     source = GitSource(str(repo.root))
     with pytest.raises(ManifestError, match=r"app/kustomization\.yaml:1: kustomize build: .*helm"):
         read_desired_state(source, source.resolve("HEAD"), settings(repo.root, path="app"))
+    with pytest.raises(ManifestError, match=r"fetched only with gitops:kustomizeRemoteBases"):
+        read_desired_state(source, source.resolve("HEAD"), settings(repo.root, path="app", kustomizeHelm=True))
+    state = read_desired_state(source, source.resolve("HEAD"),
+                               settings(repo.root, path="app", kustomizeHelm=True, kustomizeRemoteBases=True))
+    deployments = {m.id.name: m for m in state.manifests if m.id.kind == "Deployment"}
+    assert set(deployments) == {"k-store-web", "k-pulled-web"}
+    assert deployments["k-store-web"].body["spec"]["replicas"] == 2
+
+    repo.write({"app/kustomization.yaml": "helmCharts:\n- name: shop\n  releaseName: store\n"})
     state = read_desired_state(source, source.resolve("HEAD"), settings(repo.root, path="app", kustomizeHelm=True))
-    deployment = next(m for m in state.manifests if m.id.kind == "Deployment")
-    assert deployment.id.name == "k-store-web" and deployment.body["spec"]["replicas"] == 2
+    assert {m.id.name for m in state.manifests if m.id.kind == "Deployment"} == {"store-web"}
+
+
+def test_a_chart_sees_the_stacks_cluster_and_plain_pulumi_up_agrees(project):
+    """`.Capabilities` are the cluster's (its version, and the API versions it serves: here a CRD
+    installed outside the repo), at `gitops up` and in the program `pulumi up` runs alike."""
+    ns, group = project.namespace, f"{project.namespace}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object"}}}]}}
+    kubectl = ["kubectl", "--kubeconfig", str(project.kubeconfig)]
+    subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(crd), text=True, check=True, env=project.env,
+                   capture_output=True)
+    subprocess.run([*kubectl, "wait", "--for=condition=Established", f"crd/gadgets.{group}"], check=True,
+                   env=project.env, capture_output=True, timeout=60)
+    try:
+        project.write_stack(skipAwait=True, path="app", namespace=ns)
+        project.repo.write({
+            "app/Chart.yaml": "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+            "app/templates/ns.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n",
+            "app/templates/caps.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: caps}\ndata:\n"
+                                       "  version: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+                                       "  gadgets: {{ .Capabilities.APIVersions.Has \"GROUP/v1/Gadget\" | quote }}\n"
+                                       "  group: {{ .Capabilities.APIVersions.Has \"GROUP/v1\" | quote }}\n"
+                                       .replace("GROUP", group)})
+        offline = project.gitops("render", "--repo", str(project.repo.root), "--path", "app").stdout
+        assert "gadgets: 'false'" in offline  # `render` asks no cluster
+        project.gitops("up", "--stack", project.stack, "-q")
+        data = project.kubectl_json("get", "configmap", "caps", "-n", ns)["data"]
+        version = project.kubectl_json("version")["serverVersion"]["gitVersion"]
+        assert data == {"version": version, "gadgets": "true", "group": "true"}
+        project.pulumi("preview", "--expect-no-changes")  # fails on any difference
+    finally:
+        subprocess.run([*kubectl, "delete", "crd", f"gadgets.{group}", "--wait=false"], env=project.env,
+                       capture_output=True)

@@ -226,6 +226,38 @@ def test_images_command_lists_policy_choices_with_token_auth(images, registry, t
         tokens.stop()
 
 
+def test_marks_in_a_kustomize_overlay_and_its_base_are_followed_and_written_back(images):
+    """Flux's way with kustomize: a setter on the overlay's `images:` `newTag`, and one in a base
+    outside the stack's path; both are found, committed where they are, and deployed."""
+    images.push_tags("1.0.0", "1.1.0")
+    api = f"{images.repository}-api"
+    push_image(images.registry.url, api.split("/", 1)[1], "3.0.0")
+    push_image(images.registry.url, api.split("/", 1)[1], "3.2.0")
+    ns = images.project.namespace
+    kustomization = (f"namespace: {ns}\nresources: [../base, namespace.yaml]\nimages:\n- name: {api}\n"
+                     '  newTag: 3.0.0 # {"$imagepolicy": "api:tag"}\n')
+    web = deployment("web", f"{images.repository}:1.0.0", policy="web")
+    image_line = next(n for n, line in enumerate(web.splitlines(), 1) if "image:" in line)
+    images.publish({"base/kustomization.yaml": "resources: [web.yaml, api.yaml]\n", "base/web.yaml": web,
+                    "base/api.yaml": deployment("api", f"{api}:0.0.1"),
+                    "overlay/kustomization.yaml": kustomization,
+                    "overlay/namespace.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"})
+    images.settings(path="overlay", imagePolicies={"web": {"image": images.repository, "semver": "^1"},
+                                                   "api": {"image": api, "semver": "^3"}})
+    listed = images.project.gitops("images", "--stack", images.project.stack, "--format", "json")
+    rows = {row["location"]: row for row in json.loads(listed.stdout)["images"]}
+    assert {(where, row["current"], row["chosen"]) for where, row in rows.items()} == {
+        (f"base/web.yaml:{image_line}", "1.0.0", "1.1.0"), ("overlay/kustomization.yaml:5", "3.0.0", "3.2.0")}
+
+    result = images.watch_once()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert images.remote_git("show", "main:overlay/kustomization.yaml") == \
+        kustomization.replace("newTag: 3.0.0", "newTag: 3.2.0").rstrip("\n")
+    assert f"{images.repository}:1.1.0" in images.remote_git("show", "main:base/web.yaml")
+    assert images.deployed_image("web") == f"{images.repository}:1.1.0"
+    assert images.deployed_image("api") == f"{api}:3.2.0"
+
+
 def test_registry_webhook_scans_at_once(images):
     import os
     import signal

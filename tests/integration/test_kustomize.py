@@ -130,8 +130,42 @@ def test_up_then_a_preview_of_a_patch_change(project):
     assert deployment["spec"]["replicas"] == 3
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25.3"
     assert project.outputs()["objectCount"] == 5
+    project.pulumi("preview", "--expect-no-changes")  # the program `pulumi up` runs builds the same
 
     (change,) = project.preview_on_branch(
         {"overlay/replicas.yaml": fixtures(ns)["overlay/replicas.yaml"].replace("3", "5")}, "scale")
     assert change["subject"] == f"Deployment/{ns}/prod-web" and change["op"] == "update"
     assert [(f["path"], f["old"], f["new"]) for f in change["fields"]] == [("spec.replicas", 3, 5)]
+
+
+def test_a_remote_base_is_fetched_only_when_the_stack_allows_it(tools, tmp_path):
+    from githttp import GitHttp
+
+    from gitops.errors import ManifestError
+
+    from gitrepo import ConfigRepo
+
+    upstream = ConfigRepo(tmp_path / "upstream")
+    upstream.write({"app/kustomization.yaml": "resources: [cm.yaml]\ncommonLabels: {team: upstream}\n",
+                    "app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\ndata: {k: v}\n"})
+    served = tmp_path / "served"
+    subprocess.run(["git", "clone", "-q", "--bare", str(upstream.root), str(served / "base.git")], check=True)
+    with GitHttp(served) as http:
+        repo = ConfigRepo(tmp_path / "config")
+        repo.write({"overlay/kustomization.yaml": f"resources:\n- {http.url('base.git')}//app?ref=main\n"
+                                                  "namePrefix: prod-\n"})
+        with pytest.raises(ManifestError) as info:
+            desired(repo.root, "overlay", "apps")
+        (problem,) = info.value.problems
+        assert problem.path == "overlay/kustomization.yaml" and "base.git" in problem.message
+        assert http.requests == []  # refused before any fetch
+
+        settings = settings_from_config({"repo": str(repo.root), "path": "overlay", "namespace": "apps",
+                                         "kustomizeRemoteBases": True})
+        source = GitSource(str(repo.root))
+        (manifest,) = read_desired_state(source, source.resolve("HEAD"), settings).manifests
+        (theirs,) = kubectl_kustomize(repo.root / "overlay")
+        body = json.loads(json.dumps(manifest.body))
+        body["metadata"].pop("namespace")
+        assert body == theirs and theirs["metadata"] == {"name": "prod-shared", "labels": {"team": "upstream"}}
+        assert http.requests, "the base came over HTTP from the loopback server"

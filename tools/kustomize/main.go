@@ -6,14 +6,18 @@
 // that carry their own kustomization as bases), and the build runs on a filesystem that denies
 // anything outside the repository root, with kustomize's exec and container plugins off.
 //
-//	gitops-kustomize -root REPO -path DIR [-remote-bases] [-helm PATH]
+//	gitops-kustomize -root REPO -path DIR [-remote-bases] [-helm PATH -kube-version V -api-versions A,B]
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/fluxcd/pkg/kustomize"
 	securefs "github.com/fluxcd/pkg/kustomize/filesys"
@@ -28,25 +32,33 @@ import (
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "dev"
 
+// helmEnv names the real helm when this binary stands in for it (see offline).
+const helmEnv = "GITOPS_KUSTOMIZE_HELM"
+
 func main() {
+	if real := os.Getenv(helmEnv); real != "" {
+		helmWithoutPulls(real)
+		return
+	}
 	root := flag.String("root", "", "the repository's checkout: nothing outside it is read")
 	path := flag.String("path", ".", "the folder to build, relative to -root")
 	remote := flag.Bool("remote-bases", false, "allow remote bases (git and HTTP)")
 	helm := flag.String("helm", "", "inflate helmCharts with this helm binary (off when empty, as in Flux)")
 	kubeVersion := flag.String("kube-version", "", "the Kubernetes version helmCharts are rendered for")
+	apiVersions := flag.String("api-versions", "", "comma-separated API versions the cluster serves, for helmCharts")
 	showVersion := flag.Bool("version", false, "print the version")
 	flag.Parse()
 	if *showVersion {
 		fmt.Println(version)
 		return
 	}
-	if err := run(*root, *path, *remote, *helm, *kubeVersion); err != nil {
+	if err := run(*root, *path, *remote, *helm, *kubeVersion, *apiVersions); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func run(root, path string, remote bool, helm, kubeVersion string) error {
+func run(root, path string, remote bool, helm, kubeVersion, apiVersions string) error {
 	if root == "" {
 		return fmt.Errorf("-root is required")
 	}
@@ -55,6 +67,11 @@ func run(root, path string, remote bool, helm, kubeVersion string) error {
 		return err
 	}
 	dir := filepath.Join(abs, path)
+	if !remote {
+		if helm, err = offline(helm); err != nil {
+			return err
+		}
+	}
 	// The kustomization Flux would generate for a plain folder is written into the checkout
 	// (a scratch copy of the commit), exactly as kustomize-controller does before it builds.
 	generator := kustomize.NewGenerator(abs, unstructured.Unstructured{Object: map[string]interface{}{}})
@@ -68,7 +85,7 @@ func run(root, path string, remote bool, helm, kubeVersion string) error {
 	if helm == "" {
 		resources, err = kustomize.SecureBuild(abs, dir, remote)
 	} else {
-		resources, err = buildWithHelm(abs, dir, remote, helm, kubeVersion)
+		resources, err = buildWithHelm(abs, dir, remote, helm, kubeVersion, apiVersions)
 	}
 	if err != nil {
 		return err
@@ -122,7 +139,7 @@ func trackOrigins(root, dir string) error {
 // buildWithHelm is Flux's SecureBuild with one difference the stack asked for: the built-in
 // HelmChartInflationGenerator on (kustomize's `--enable-helm`), running the pinned helm. Exec and
 // container plugins stay off; the filesystem still refuses anything outside the root.
-func buildWithHelm(root, dir string, remote bool, helm, kubeVersion string) (resmap.ResMap, error) {
+func buildWithHelm(root, dir string, remote bool, helm, kubeVersion, apiVersions string) (resmap.ResMap, error) {
 	var fs, err = securefs.MakeFsOnDiskSecure(root)
 	if remote {
 		fs, err = securefs.MakeFsOnDiskSecureBuild(root)
@@ -132,6 +149,49 @@ func buildWithHelm(root, dir string, remote bool, helm, kubeVersion string) (res
 	}
 	plugins := kustypes.MakePluginConfig(kustypes.PluginRestrictionsBuiltinsOnly, kustypes.BploUseStaticallyLinked)
 	plugins.HelmConfig = kustypes.HelmConfig{Enabled: true, Command: helm, KubeVersion: kubeVersion}
+	if apiVersions != "" {
+		plugins.HelmConfig.ApiVersions = strings.Split(apiVersions, ",")
+	}
 	options := &krusty.Options{LoadRestrictions: kustypes.LoadRestrictionsNone, PluginConfig: plugins}
 	return krusty.MakeKustomizer(options).Run(fs, dir)
+}
+
+// offline keeps a build from reaching any host, which kustomize would do for a remote base (the
+// git on PATH clones it, and Flux's filesystem refuses it only after the fetch), a remote file
+// (http.DefaultTransport) or a helmCharts entry not vendored in the repo (`helm pull`). Helm then
+// runs through this binary, which refuses pulls (helmWithoutPulls). It returns that helm.
+func offline(helm string) (string, error) {
+	http.DefaultTransport = refusing{}
+	if err := os.Setenv("PATH", ""); err != nil {
+		return "", err
+	}
+	if helm == "" {
+		return "", nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return self, os.Setenv(helmEnv, helm)
+}
+
+type refusing struct{}
+
+func (refusing) RoundTrip(request *http.Request) (*http.Response, error) {
+	return nil, errors.New("remote resources are off (gitops:kustomizeRemoteBases turns them on): " +
+		request.URL.Redacted())
+}
+
+// helmWithoutPulls runs the real helm for anything but a pull.
+func helmWithoutPulls(real string) {
+	if len(os.Args) > 1 && os.Args[1] == "pull" {
+		fmt.Fprintln(os.Stderr, "a helmCharts chart that is not in the repo is fetched only with "+
+			"gitops:kustomizeRemoteBases: vendor it under the kustomization's charts/ folder")
+		os.Exit(1)
+	}
+	args := append([]string{real}, os.Args[1:]...)
+	if err := syscall.Exec(real, args, os.Environ()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 }
