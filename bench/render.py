@@ -6,7 +6,8 @@ peak resident memory is its own. Target: 10,000 objects rendered and validated i
 
 Then the renderers (issue 12): `gitops render` of a 1,000-object kustomize overlay and of a
 1,000-object Helm chart, beside the renderer's own CLI alone (`kubectl kustomize`, `helm
-template`) on the same files. Target: gitops' own overhead within 20 % of the renderer.
+template`) on the same files, and where gitops' own time goes (measured in one process).
+Target: gitops' own overhead within 20 % of the renderer.
 """
 from __future__ import annotations
 
@@ -84,31 +85,65 @@ def make_renderer_repo(root: Path, count: int) -> None:
     subprocess.run([*git, "commit", "-q", "-m", "renderers"], check=True)
 
 
-def timed(command: list[str], cwd: Path | None = None, runs: int = 3) -> float:
-    """The median wall time of `command`, from process start to exit."""
+def timed(commands: list[tuple[list[str], Path | None]], runs: int = 5) -> list[float]:
+    """The median wall time of each command, from process start to exit, run in turns (so a
+    busy moment of the machine falls on all of them alike)."""
     from gitops.paths import tool_env
 
-    times = []
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(command, cwd=cwd, env=tool_env(), check=True, capture_output=True)
-        times.append(time.perf_counter() - started)
-    return sorted(times)[len(times) // 2]
+        for i, (command, cwd) in enumerate(commands):
+            started = time.perf_counter()
+            subprocess.run(command, cwd=cwd, env=tool_env(), check=True, capture_output=True)
+            times[i].append(time.perf_counter() - started)
+    return [sorted(t)[len(t) // 2] for t in times]
 
 
-def renderer_rows(count: int, tmp: Path) -> list[tuple[str, float, float]]:
+def renderer_rows(count: int, tmp: Path) -> list[tuple[str, float, float, dict]]:
     from gitops.local.tools import ensure_tools
 
     ensure_tools(progress=lambda line: print(line, file=sys.stderr), names=("gitops-kustomize", "helm"))
     repo = tmp / f"renderers-{count}"
     make_renderer_repo(repo, count)
     gitops = [sys.executable, "-m", "gitops", "render", "--repo", str(repo)]
-    return [
-        (f"kustomize overlay, {count} objects", timed([*gitops, "--path", "kustomize/overlay"]),
-         timed(["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", "kustomize/overlay"], repo)),
-        (f"Helm chart, {count} objects", timed([*gitops, "--path", "chart"]),
-         timed(["helm", "template", "chart", "./chart", "--include-crds"], repo)),
-    ]
+    rows = []
+    for name, path, cli in (
+            (f"kustomize overlay, {count} objects", "kustomize/overlay",
+             ["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", "kustomize/overlay"]),
+            (f"Helm chart, {count} objects", "chart", ["helm", "template", "chart", "./chart", "--include-crds"])):
+        ours, theirs = timed([([*gitops, "--path", path], None), (cli, repo)])
+        rows.append((name, ours, theirs, run_child("phases", repo, path)))
+    return rows
+
+
+def measure_phases(repo: Path, path: str) -> dict:
+    """Where `gitops render`'s own time goes, in one process: imports, the renderer's process,
+    everything else of reading the commit, and printing."""
+    started = time.perf_counter()
+    from gitops import desired
+    from gitops.render import to_yaml
+    from gitops.renderers import helm, kustomize
+    from gitops.settings import settings_from_config
+    from gitops.source.git import GitSource
+
+    imported = time.perf_counter()
+    spent = {"renderer": 0.0}
+    for module, name in ((kustomize, "build"), (helm, "template")):
+        def wrapped(*args, _f=getattr(module, name), **kwargs):
+            begun = time.perf_counter()
+            try:
+                return _f(*args, **kwargs)
+            finally:
+                spent["renderer"] += time.perf_counter() - begun
+        setattr(module, name, wrapped)
+    source = GitSource(str(repo))
+    state = desired.read_desired_state(source, source.resolve("HEAD"), settings_from_config(
+        {"repo": str(repo), "path": path}))
+    read = time.perf_counter()
+    to_yaml(state)
+    printed = time.perf_counter()
+    return {"imports": imported - started, "renderer": spent["renderer"],
+            "rest": read - imported - spent["renderer"], "print": printed - read}
 
 
 def measure_render(repo: Path) -> dict:
@@ -154,7 +189,10 @@ def measure_register(repo: Path) -> dict:
     return {"seconds": time.perf_counter() - started, "objects": len(state.manifests)}
 
 
-def child(phase: str, repo: str) -> None:
+def child(phase: str, repo: str, path: str = "") -> None:
+    if phase == "phases":
+        print(json.dumps(measure_phases(Path(repo), path)))
+        return
     result = (measure_render if phase == "render" else measure_register)(Path(repo))
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # The manifests are parsed in a child process (manifests/isolate.py): its peak counts too.
@@ -162,9 +200,9 @@ def child(phase: str, repo: str) -> None:
     print(json.dumps(result))
 
 
-def run_child(phase: str, repo: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", phase, str(repo)], check=True, capture_output=True,
-                         text=True)
+def run_child(phase: str, repo: Path, path: str = "") -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", phase, str(repo), path], check=True,
+                         capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -172,7 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--renderers", type=int, default=1000, help="objects of the renderer rows; 0: none")
-    parser.add_argument("--child", nargs=2, metavar=("PHASE", "REPO"))
+    parser.add_argument("--child", nargs="+", metavar="PHASE REPO [PATH]")
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -196,10 +234,13 @@ def main() -> None:
     print("target: 10,000 objects rendered and validated in < 2 s and < 300 MB")
     if renderers:
         print()
-        print(f"{'render (median of 3)':<30} | {'gitops render':>13} | {'renderer CLI':>12} | {'overhead':>8}")
-        print("-" * 74)
-        for name, ours, theirs in renderers:
-            print(f"{name:<30} | {ours:>11.2f} s | {theirs:>10.2f} s | {100 * (ours - theirs) / theirs:>7.0f} %")
+        print(f"{'render (median of 5)':<32} | {'gitops render':>13} | {'renderer CLI':>12} | {'overhead':>8} | "
+              f"{'imports':>7} | {'in renderer':>11} | {'read+parse':>10} | {'print':>5}")
+        print("-" * 118)
+        for name, ours, theirs, phases in renderers:
+            print(f"{name:<32} | {ours:>11.2f} s | {theirs:>10.2f} s | {100 * (ours - theirs) / theirs:>7.0f} % | "
+                  f"{phases['imports']:>5.2f} s | {phases['renderer']:>9.2f} s | {phases['rest']:>8.2f} s | "
+                  f"{phases['print']:>3.2f} s")
         print("target: gitops' own overhead within 20 % of the renderer")
 
 
