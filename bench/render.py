@@ -128,14 +128,17 @@ def measure_phases(repo: Path, path: str) -> dict:
 
     imported = time.perf_counter()
     spent = {"renderer": 0.0}
-    for module, name in ((kustomize, "build"), (helm, "template")):
-        def wrapped(*args, _f=getattr(module, name), **kwargs):
+
+    def timing(function):
+        def wrapped(*args, **kwargs):
             begun = time.perf_counter()
             try:
-                return _f(*args, **kwargs)
+                return function(*args, **kwargs)
             finally:
                 spent["renderer"] += time.perf_counter() - begun
-        setattr(module, name, wrapped)
+        return wrapped
+
+    kustomize.build, helm.template = timing(kustomize.build), timing(helm.template)
     source = GitSource(str(repo))
     state = desired.read_desired_state(source, source.resolve("HEAD"), settings_from_config(
         {"repo": str(repo), "path": path}))
