@@ -13,7 +13,6 @@ import json
 import os
 import posixpath
 import re
-import resource
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +25,7 @@ from ..manifests.load import Document, load_documents
 from ..paths import bin_dir
 from ..settings import RenderSettings
 from . import Built, Capabilities
+from .limited import run_limited
 
 TOOL = "helm"
 CHART_FILE = "Chart.yaml"
@@ -138,8 +138,8 @@ class _Helm:
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.home), "HELM_CONFIG_HOME": str(self.home),
                "HELM_CACHE_HOME": str(self.home), "HELM_DATA_HOME": str(self.home), "KUBECONFIG": os.devnull}
         try:
-            done = subprocess.run([str(self.binary), *args], capture_output=True, timeout=TEMPLATE_TIMEOUT_S,
-                                  check=False, cwd=self.tree, env=env, stdin=subprocess.DEVNULL, preexec_fn=_limits)
+            done = run_limited([str(self.binary), *args], cwd=self.tree, env=env, timeout=TEMPLATE_TIMEOUT_S,
+                               address_space=TEMPLATE_ADDRESS_SPACE_BYTES)
         except subprocess.TimeoutExpired:
             return b"", Problem(self.where, 1, f"helm {args[0]} took longer than {TEMPLATE_TIMEOUT_S:.0f} s")
         except OSError as e:
@@ -176,11 +176,6 @@ def dependency_repositories(chart: Path) -> list[str]:
     """The http(s) repositories the dependencies name (OCI ones need no `repo add`)."""
     urls = [d.get("repository") for d in _declared(chart)]
     return sorted({u for u in urls if isinstance(u, str) and u.startswith(("https://", "http://"))})
-
-
-def _limits() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (TEMPLATE_ADDRESS_SPACE_BYTES, TEMPLATE_ADDRESS_SPACE_BYTES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def sources(output: bytes) -> list[tuple[int, str]]:

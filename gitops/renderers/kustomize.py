@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import posixpath
-import resource
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..errors import Problem, ToolMissingError
 from ..manifests.load import KUSTOMIZE_FILES, Document
 from ..paths import bin_dir
 from . import Capabilities
+from .limited import run_limited
 
 TOOL = "gitops-kustomize"
 ORIGIN = "config.kubernetes.io/origin"
@@ -70,8 +70,7 @@ def build(binary: Path, tree: Path, root: str, remote_bases: bool = False,
                     "-api-versions", ",".join(capabilities.api_versions)]
     where = posixpath.join(root, "kustomization.yaml") if root else "kustomization.yaml"
     try:
-        done = subprocess.run(command, capture_output=True, timeout=BUILD_TIMEOUT_S, check=False, cwd=tree,
-                              stdin=subprocess.DEVNULL, preexec_fn=_limits)
+        done = run_limited(command, cwd=tree, timeout=BUILD_TIMEOUT_S, address_space=BUILD_ADDRESS_SPACE_BYTES)
     except subprocess.TimeoutExpired:
         return b"", Problem(where, 1, f"kustomize build took longer than {BUILD_TIMEOUT_S:.0f} s")
     except OSError as e:
@@ -83,11 +82,6 @@ def build(binary: Path, tree: Path, root: str, remote_bases: bool = False,
     if len(done.stdout) > MAX_OUTPUT_BYTES:
         return b"", Problem(where, 1, f"kustomize built more than {MAX_OUTPUT_BYTES // 2**20} MiB of objects")
     return done.stdout, None
-
-
-def _limits() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (BUILD_ADDRESS_SPACE_BYTES, BUILD_ADDRESS_SPACE_BYTES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def relocate(document: Document, root: str) -> Document:
