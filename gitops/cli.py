@@ -17,6 +17,19 @@ from .model import DesiredState
 from .plan.model import Plan
 from .settings import StackSettings, names, read_stack_settings, settings_from_config
 
+# Every gitops:<render setting> as a `render` flag (tests/unit/test_cli.py checks none is missing).
+RENDER_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "kustomizeRemoteBases": ("--kustomize-remote-bases", {"action": "store_true"}),
+    "kustomizeHelm": ("--kustomize-helm", {"action": "store_true"}),
+    "helmChart": ("--helm-chart", {"metavar": "CHART"}),
+    "helmRepo": ("--helm-repo", {"metavar": "URL"}),
+    "helmVersion": ("--helm-version", {"metavar": "VERSION"}),
+    "helmRelease": ("--helm-release", {"metavar": "NAME"}),
+    "helmValuesFiles": ("--helm-values", {"action": "append", "metavar": "FILE"}),
+    "helmValues": ("--helm-set", {"metavar": "JSON"}),
+    "helmHooks": ("--helm-hooks", {"choices": ("refuse", "skip", "apply")}),
+}
+
 # What an engine run needs built; the control plane's binaries are only for `gitops cluster`.
 ENGINE_TOOLS = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes")
 # Renderers of kustomize folders: built when a command first meets one, or up front by the
@@ -40,11 +53,10 @@ def _settings(args: argparse.Namespace) -> tuple[StackSettings, Path]:
         raise SettingsError("pass --stack, or --repo (with --ref and --path)")
     else:
         root = Path.cwd()
-        config = {"repo": args.repo, "ref": args.ref, "path": args.path, "namespace": args.namespace,
-                  "helmRelease": getattr(args, "helm_release", None),
-                  "helmValuesFiles": getattr(args, "helm_values", None),
-                  "helmValues": _json_flag("--helm-set", getattr(args, "helm_set", None)),
-                  "helmHooks": getattr(args, "helm_hooks", None)}
+        config = {"repo": args.repo, "ref": args.ref, "path": args.path, "namespace": args.namespace}
+        for setting, (flag, _) in RENDER_FLAGS.items():
+            value = getattr(args, flag.removeprefix("--").replace("-", "_"), None)
+            config[setting] = _json_flag(flag, value) if setting == "helmValues" else value
         settings = settings_from_config({k: v for k, v in config.items() if v})
     extra = names("clusterKinds", ",".join(getattr(args, "cluster_kinds", None) or []))
     if extra:
@@ -359,12 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a custom kind the cluster serves cluster-scoped, whose CRD is not in the repo "
                              "(repeatable, or comma-separated), as gitops:clusterKinds")
     render.add_argument("--show-secrets", action="store_true", help="print Secret values (redacted by default)")
-    # The Helm settings of a stack, for trying a chart folder without one (with --repo).
-    render.add_argument("--helm-release", help="release name of a chart at --path, as gitops:helmRelease")
-    render.add_argument("--helm-values", action="append", metavar="FILE",
-                        help="values file relative to the chart (repeatable), as gitops:helmValuesFiles")
-    render.add_argument("--helm-set", metavar="JSON", help="inline values as a JSON object, as gitops:helmValues")
-    render.add_argument("--helm-hooks", choices=("refuse", "skip", "apply"), help="as gitops:helmHooks")
+    # The render settings of a stack, for trying a folder without one (with --repo).
+    for setting, (flag, options) in RENDER_FLAGS.items():
+        render.add_argument(flag, **{"help": f"as gitops:{setting}", **options})
     render.set_defaults(func=cmd_render)
 
     up = commands.add_parser("up", help="apply the desired state of a stack")

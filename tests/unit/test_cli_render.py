@@ -79,3 +79,21 @@ def test_render_refuses_misspelt_secrets_without_printing_their_values(tmp_path)
     assert "hunter2" not in result.stderr
     assert "3 problems in the manifests" in result.stderr
     assert "write Secret" in result.stderr and "write v1" in result.stderr and "data must be a mapping" in result.stderr
+
+
+def test_every_render_setting_is_a_render_flag_that_reaches_the_settings(tmp_path):
+    """A folder can be tried without a stack file with each of its render settings."""
+    from gitops import cli
+    from gitops.settings import RenderSettings, keys
+
+    assert set(cli.RENDER_FLAGS) == set(keys(RenderSettings))
+    args = cli.build_parser().parse_args([
+        "render", "--repo", str(tmp_path), "--kustomize-remote-bases", "--kustomize-helm", "--helm-chart", "shop",
+        "--helm-repo", "https://charts.example", "--helm-version", "1.2.3", "--helm-release", "store",
+        "--helm-values", "a.yaml", "--helm-values", "b.yaml", "--helm-set", '{"replicas": 2}', "--helm-hooks", "skip"])
+    settings, _ = cli._settings(args)
+    render = settings.render
+    assert (render.kustomize_remote_bases, render.kustomize_helm, render.helm_chart, render.helm_repo,
+            render.helm_version, render.helm_release, tuple(render.helm_values_files), render.helm_values,
+            render.helm_hooks) == (True, True, "shop", "https://charts.example", "1.2.3", "store",
+                                   ("a.yaml", "b.yaml"), {"replicas": 2}, "skip")
