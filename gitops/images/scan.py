@@ -15,7 +15,7 @@ from ..desired import FileSource, desired_state_from_files, read_desired_state
 from ..errors import RegistryError
 from ..manifests.isolate import load_isolated
 from ..manifests.load import KUSTOMIZE_FILES, MANIFEST_SUFFIXES
-from ..renderers import helm, kustomize
+from ..renderers import Built, helm, kustomize
 from ..settings import StackSettings
 from ..source.git import SourceFile
 from . import automation as auto
@@ -146,7 +146,8 @@ def _kustomized(files: Sequence[SourceFile], holding: set[str], commit: str, set
         _, problems = load_isolated({}, folder, None, rendered={f.path: f.data for f in own})
         refused = {p.path for p in problems}
         holding.update(f.path for f in own if f.path not in refused)
-    read = set(paths)
+    # Objects of a remote base stay placed at the build's output: no file of this repo to read.
+    read = set(paths) | {Built("kustomize", root, b"", None).name for root in roots}
     outside: list[SourceFile] = []
     directories: list[str] = []
     for directory in sorted({posixpath.dirname(p) for p in holding if p not in read}):

@@ -194,3 +194,25 @@ def test_describe():
     assert moving["reason"].startswith("1.2.0 is the highest")
     assert unknown["policy"] == "gone" and unknown["chosen"] is None and unknown["moves"] is False
     assert unknown["reason"] == "no image policy named 'gone' (known: app, web)"
+
+
+def test_kustomize_files_and_bases_outside_the_path_are_scanned_and_a_remote_base_reads_nothing():
+    from gitops.images.scan import _kustomized
+
+    class Source:
+        def __init__(self):
+            self.reads: list[str] = []
+
+        def read(self, commit, path="."):
+            self.reads.append(path)
+            return [SourceFile("base/web.yaml", b"kind: Deployment\n"), SourceFile("base/other.yaml", b"")]
+
+    marked = b'images:\n- name: web\n  newTag: "1" # {"$imagepolicy": "w:tag"}\n'
+    files = [SourceFile("overlay/kustomization.yaml", marked), SourceFile("overlay/env.properties", b"A=1\n")]
+    settings = settings_from_config({"repo": "r", "path": "overlay"})
+    source = Source()
+    holding = {"base/web.yaml", "kustomize output of overlay"}
+    outside = _kustomized(files, holding, "c0ffee", settings, source)
+    assert [f.path for f in outside] == ["base/web.yaml"]
+    assert source.reads == ["base"]  # the remote base's stream name is no folder to read
+    assert "overlay/kustomization.yaml" in holding and "overlay/env.properties" not in holding
