@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..errors import Problem
+from ..errors import Problem, ToolMissingError
+from ..paths import bin_dir
 
 # `helm template` assumes Kubernetes v1.20 unless told, and charts that require newer ones refuse
 # to render (podinfo: `kubeVersion: >=1.23.0-0`). Argo CD passes the destination cluster's
@@ -30,6 +32,14 @@ Ask = Callable[[], Capabilities]
 
 def no_cluster() -> Capabilities:
     return Capabilities()
+
+
+def pinned(tool: str) -> Path:
+    """The renderer `tool` as `gitops tools` built it, or ToolMissingError (built then, once)."""
+    found = bin_dir() / tool
+    if found.is_file():
+        return found
+    raise ToolMissingError(tool)
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import Problem, ToolMissingError
+from ..errors import Problem
 from ..manifests.load import Document, load_documents
-from ..paths import bin_dir
 from ..settings import RenderSettings
-from . import Built, Capabilities
+from . import Built, Capabilities, pinned
 from .limited import run_limited
 
 TOOL = "helm"
@@ -36,10 +35,7 @@ _SOURCE = re.compile(r"^# Source: (.+)$", re.MULTILINE)
 
 
 def binary() -> Path:
-    found = bin_dir() / TOOL
-    if found.is_file():
-        return found
-    raise ToolMissingError(TOOL)
+    return pinned(TOOL)
 
 
 def is_chart(paths: Iterable[str], folder: str) -> bool:
@@ -102,8 +98,9 @@ def template(binary: Path, tree: Path, folder: str, release: str, namespace: str
     capabilities = capabilities or Capabilities()
     with tempfile.TemporaryDirectory(prefix="gitops-helm-") as scratch:
         helm = _Helm(binary, tree, Path(scratch), where)
-        if remote is None and needs_dependencies(tree / folder):
-            for number, url in enumerate(dependency_repositories(tree / folder)):
+        declared = _declared(tree / folder) if remote is None else []
+        if needs_dependencies(tree / folder, declared):
+            for number, url in enumerate(dependency_repositories(declared)):
                 _, problem = helm.run("repo", "add", f"dep{number}", url)
                 if problem is not None:
                     return b"", problem
@@ -162,19 +159,19 @@ def _declared(chart: Path) -> list[dict[str, Any]]:
     return [d for d in found if isinstance(d, dict)] if isinstance(found, list) else []
 
 
-def needs_dependencies(chart: Path) -> bool:
-    """Dependencies declared in Chart.yaml that `charts/` does not hold (as a folder or a .tgz)."""
+def needs_dependencies(chart: Path, declared: Sequence[Mapping[str, Any]]) -> bool:
+    """Dependencies `declared` in Chart.yaml that `charts/` does not hold (as a folder or a .tgz)."""
     vendored = chart / "charts"
-    for dependency in _declared(chart):
+    for dependency in declared:
         name = dependency.get("name")
         if isinstance(name, str) and not (vendored / name).is_dir() and not list(vendored.glob(f"{name}-*.tgz")):
             return True
     return False
 
 
-def dependency_repositories(chart: Path) -> list[str]:
-    """The http(s) repositories the dependencies name (OCI ones need no `repo add`)."""
-    urls = [d.get("repository") for d in _declared(chart)]
+def dependency_repositories(declared: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The http(s) repositories the `declared` dependencies name (OCI ones need no `repo add`)."""
+    urls = [d.get("repository") for d in declared]
     return sorted({u for u in urls if isinstance(u, str) and u.startswith(("https://", "http://"))})
 
 

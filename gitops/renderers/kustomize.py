@@ -15,10 +15,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import Problem, ToolMissingError
+from ..errors import Problem
 from ..manifests.load import KUSTOMIZE_FILES, Document
-from ..paths import bin_dir
-from . import Capabilities
+from . import Capabilities, pinned
 from .limited import run_limited
 
 TOOL = "gitops-kustomize"
@@ -30,11 +29,7 @@ MAX_OUTPUT_BYTES = 128 * 1024**2
 
 
 def binary() -> Path:
-    """The pinned `gitops-kustomize` (built by `gitops tools`), or ToolMissingError."""
-    found = bin_dir() / TOOL
-    if found.is_file():
-        return found
-    raise ToolMissingError(TOOL)
+    return pinned(TOOL)
 
 
 def kustomize_roots(paths: Iterable[str], folder: str) -> list[str]:
