@@ -132,18 +132,20 @@ def cmd_up(args: argparse.Namespace) -> int:
             if not guard.allowed:
                 raise GuardError(f"commit {state.commit[:12]}: {guard.message}")
             program_env = {}
+            plan = stack.plan(state, settings, refresh=args.refresh)
             if settings.safety.server_dry_run:
-                verdict = require_acceptance(settings.cluster, state.manifests, state.commit)
+                verdict = require_acceptance(settings.cluster, plan.to_verify(state.manifests), state.commit)
                 print(f"server dry run: {verdict.summary}", flush=True)
                 program_env[VERIFIED_ENV] = state.commit
             result = stack.up(state.commit, on_output=None if args.quiet else _print_line, refresh=args.refresh,
-                              program_env=program_env)
+                              program_env=program_env, plan=plan)
         except EngineError:
             # Damaged state makes the engine fail with a bare "EOF"; a deeper look names the file and the fix.
             stack.deep_recover()
             raise
     changes = ", ".join(f"{op} {n}" for op, n in sorted(result.changes.items())) or "no changes"
-    print(f"up: stack {result.stack} at {result.commit[:12]}: {changes} in {result.seconds:.1f} s")
+    sent = "" if result.targeted is None else f" ({result.targeted} changed object(s) sent to the engine)"
+    print(f"up: stack {result.stack} at {result.commit[:12]}: {changes} in {result.seconds:.1f} s{sent}")
     return 0
 
 

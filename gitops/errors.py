@@ -79,6 +79,10 @@ class EngineError(GitOpsError):
     """The Pulumi engine failed (preview, up, refresh)."""
 
 
+class EngineKilledError(EngineError):
+    """The engine's process was killed by a signal before it ended, so it saved no state."""
+
+
 class StateDamagedError(EngineError):
     """The stack's state is damaged in a way no automatic repair can prove safe: a person must act.
     Retrying cannot help until the named file changes, so the watcher stalls instead of retrying."""

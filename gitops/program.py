@@ -6,7 +6,7 @@ The only module that imports `pulumi_kubernetes`. Run by `pulumi up` through the
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import pulumi
@@ -14,10 +14,11 @@ import pulumi_kubernetes as k8s
 
 from .errors import GitOpsError
 from .guard import check_not_empty
+from .intent import Intent
 from .kube.dryrun import require_acceptance
 from .kube.scopes import read_against_cluster
 from .model import DesiredState
-from .resources import ResourceSpec, resource_specs
+from .resources import ResourceSpec, resource_specs, settings_digest, spec_digests, targeted_specs, urn
 from .settings import NAMESPACE, PROGRAM_KEYS, StackSettings, settings_from_config
 from .source.git import GitSource, SourceFile
 
@@ -32,6 +33,20 @@ IMAGE_TAGS_ENV = "GITOPS_IMAGE_TAGS"
 # Set by `gitops up`, the watcher and the preview to the commit whose objects the API server has
 # already accepted in a dry run, so the program does not ask again.
 VERIFIED_ENV = "GITOPS_VERIFIED"
+# Set by this project's engine runs, which save the state only when the engine ends: where the
+# program writes, before registering anything, what the run may create (`gitops.intent`).
+INTENT_ENV = "GITOPS_INTENT"
+# Set by recovery's replay of a killed run, which only puts back into the state what that run
+# created: no readiness waits, whatever the stack says (the next `up` waits), and no commit output,
+# as the commit is not applied in full: the watcher applies it again.
+REPLAY_ENV = "GITOPS_REPLAY"
+# Set by a delta run (`intent.delta_targets`): a file of the URNs the run targets, one per line. The
+# program registers only those and what they depend on; the engine leaves every other resource as
+# the state has it.
+TARGETS_ENV = "GITOPS_TARGETS"
+# The program's one provider, by logical name: intents and recovery name it by URN.
+PROVIDER_NAME = "cluster"
+PROVIDER_TYPE = "pulumi:providers:kubernetes"
 
 
 class KubernetesObject(pulumi.CustomResource):
@@ -62,16 +77,27 @@ def builtin_versions() -> dict[tuple[str, str], tuple[str, ...]]:
     return {key: tuple(v) for key, v in versions.items()}
 
 
-def register(state: DesiredState, settings: StackSettings) -> list[KubernetesObject]:
+def register(state: DesiredState, settings: StackSettings, intent: Path | None = None,
+             targets: Collection[str] | None = None) -> list[KubernetesObject]:
+    """One resource per object (with `targets`, per targeted object); `intent` is written first,
+    naming every one of them."""
     # ConfigMaps and Secrets are updated in place, as `kubectl apply`, Flux and Argo CD do; the
     # provider's default would replace them (new UID) on every data change. Objects marked
     # `immutable: true` are still replaced, as Kubernetes requires.
-    provider = k8s.Provider("cluster", kubeconfig=settings.cluster.resolved_kubeconfig(),
+    skip_await = settings.program.skip_await or bool(os.environ.get(REPLAY_ENV))
+    specs = resource_specs(state, skip_await=skip_await, builtin_versions=builtin_versions())
+    stack, project = pulumi.get_stack(), pulumi.get_project()
+    if targets is not None:
+        specs = targeted_specs(specs, targets, stack, project)
+    if intent is not None:
+        Intent(commit=state.commit, provider=urn(stack, project, PROVIDER_TYPE, PROVIDER_NAME),
+               digests=spec_digests(specs, stack, project), settings=settings_digest(settings),
+               image_tags=os.environ.get(IMAGE_TAGS_ENV)).write(intent)
+    provider = k8s.Provider(PROVIDER_NAME, kubeconfig=settings.cluster.resolved_kubeconfig(),
                             context=settings.cluster.context, enable_server_side_apply=True,
                             enable_config_map_mutable=True, enable_secret_mutable=True,
                             kube_client_settings=k8s.KubeClientSettingsArgs(qps=settings.cluster.kube_qps,
                                                                             burst=settings.cluster.kube_burst))
-    specs = resource_specs(state, skip_await=settings.program.skip_await, builtin_versions=builtin_versions())
     by_name: dict[str, KubernetesObject] = {}
     # Specs come in file order, but a dependency may be declared in a later file.
     for spec in _dependencies_first(specs):
@@ -118,10 +144,12 @@ def run(project_dir: str | None = None) -> None:
     except GitOpsError as e:
         # A clean message instead of a traceback; nothing has been registered yet.
         raise pulumi.RunError(str(e)) from e
-    register(state, settings)
+    intent, targets = os.environ.get(INTENT_ENV), os.environ.get(TARGETS_ENV)
+    register(state, settings, Path(intent) if intent else None,
+             set(Path(targets).read_text().split()) if targets else None)
     pulumi.export("repo", state.repo)
     pulumi.export("ref", settings.source.ref)
-    pulumi.export("commit", state.commit)
+    pulumi.export("commit", "" if os.environ.get(REPLAY_ENV) else state.commit)
     pulumi.export("path", state.path)
     pulumi.export("objectCount", len(state.manifests))
     pulumi.export("subjects", state.subjects)

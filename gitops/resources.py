@@ -4,12 +4,15 @@ Pure, so the modelling is tested without an engine; `program.py` only hands thes
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .manifests.scope import CRD_KIND, crd_defines
 from .model import LAST_APPLIED, DesiredState, Manifest, ObjectId, is_secret
+from .settings import StackSettings
 
 # Changing `apiVersion` (v1beta1 -> v1) must update an object in place, not delete and re-create
 # it, so each resource aliases its type at the other versions its kind has had: the provider's
@@ -88,3 +91,38 @@ def _without_last_applied(metadata: Any) -> Any:
         return metadata
     kept = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
     return {**metadata, "annotations": kept} if kept else {k: v for k, v in metadata.items() if k != "annotations"}
+
+
+def urn(stack: str, project: str, type_: str, name: str) -> str:
+    """The engine's URN of a resource registered at the top of the stack."""
+    return f"urn:pulumi:{stack}::{project}::{type_}::{name}"
+
+
+def targeted_specs(specs: Sequence[ResourceSpec], urns: Collection[str], stack: str,
+                   project: str) -> list[ResourceSpec]:
+    """The specs a targeted run registers: the targets, and what they depend on (a Namespace, a
+    CRD), which the engine keeps as they are. Any other resource of the state is left alone by a
+    targeted run, registered or not, so its Python registration is skipped."""
+    wanted = {spec.name for spec in specs if urn(stack, project, spec.type, spec.name) in urns}
+    wanted |= {name for spec in specs if spec.name in wanted for name in spec.depends_on}
+    return [spec for spec in specs if spec.name in wanted]
+
+
+def spec_digests(specs: Sequence[ResourceSpec], stack: str, project: str) -> dict[str, str]:
+    """URN -> a digest of what the engine is given for it, so two runs can tell which objects changed.
+    Aliases are left out (they change no object). A Secret's digest is empty, meaning "always
+    changed": no digest of its values is ever written to disk, where it would let a guess be checked."""
+    return {urn(stack, project, spec.type, spec.name): "" if spec.secret_fields
+            else _digest({"type": spec.type, "props": spec.props, "dependsOn": spec.depends_on})
+            for spec in specs}
+
+
+def settings_digest(settings: StackSettings) -> str:
+    """What of the settings reaches every resource (provider, namespace, prune, awaits): when it
+    changes, every object goes through the engine again."""
+    return _digest(repr((settings.program, settings.cluster)))
+
+
+def _digest(value: Any) -> str:
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(encoded.encode()).hexdigest()[:32]

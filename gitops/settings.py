@@ -281,6 +281,11 @@ class WatchSettings:
 
     drift_interval: float | None = setting("driftInterval", 300.0, "watcher: seconds between drift checks (a "
                                            "refresh against the cluster); `0` turns them off", interval, shown="`300`")
+    full_run_interval: float | None = setting(
+        "fullRunInterval", 3600.0, "a commit that changes some objects sends only those (and what it deletes) "
+        "through the engine (`up --target`) while the stack's last run was this project's own and succeeded; every "
+        "this many seconds, after a `pulumi up` by hand, a failed run, a drift found or a settings change, a run "
+        "sends every object; `0`: every run does", interval, shown="`3600`")
     drift_mode: str = setting("driftMode", "correct", "watcher: `correct` puts hand edits back to git (refresh, "
                               "then `up`); `report` only logs and records them (preview-only refresh)",
                               choice("correct", "report"))

@@ -17,9 +17,12 @@ from pulumi import automation as auto
 from pulumi.automation._stack import ImportResource  # the TypedDict `import_resources` takes; not re-exported
 
 from ..errors import EngineError, StateDamagedError
+from ..intent import Intent, read_intent
+from ..program import IMAGE_TAGS_ENV, REPLAY_ENV, VERIFIED_ENV
 from ..state.leftovers import Leftover, PendingOperation, pending_operations, repair, survey
 from ..state.locks import PulumiLock
-from .workspace import backend, cli_error, project_name, select_stack
+from .run import refresh, up
+from .workspace import backend, cli_error, intent_path, project_name, select_stack
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,21 @@ class Resolved:
 
 
 @dataclass(frozen=True)
+class Settled:
+    """A run killed before its end (so it saved no state), settled from its intent."""
+
+    commit: str
+    replayed: int
+    """Objects of its commit the state lacked, applied again (awaiting nothing) so the state has them."""
+    drifted: int
+    """Objects the refresh after it found changed or gone (what the killed run updated or deleted)."""
+
+
+@dataclass(frozen=True)
 class Recovery:
     repaired: tuple[Leftover, ...] = ()
     resolved: Resolved = Resolved()
+    settled: Settled | None = None
     busy: tuple[PulumiLock, ...] = ()
     """Live Pulumi runs that hold the stack: nothing was touched."""
 
@@ -46,7 +61,7 @@ class Recovery:
 
     @property
     def changed(self) -> bool:
-        return bool(self.repaired or self.pending)
+        return bool(self.repaired or self.pending or self.settled)
 
     def lines(self) -> list[str]:
         """One line per repair, for a log or a terminal."""
@@ -56,6 +71,11 @@ class Recovery:
             out.append(f"resolved the pending operations of an interrupted run ({kinds}): "
                        f"{len(self.resolved.adopted)} object(s) it had created adopted into the state, "
                        f"{len(self.resolved.absent)} it had not created dropped, the rest refreshed from the cluster")
+        if self.settled:
+            out.append(f"settled a run of commit {self.settled.commit[:12]} that was killed before it saved the "
+                       f"state: {self.settled.replayed} object(s) of that commit the state lacked applied again "
+                       f"so the state has them, then {self.settled.drifted} object(s) it had changed or deleted "
+                       f"refreshed from the cluster")
         out += [f"the stack is held by a live Pulumi run (pid {lock.pid} on {lock.hostname}); left as it is"
                 for lock in self.busy]
         return out
@@ -70,17 +90,50 @@ def recover(project_dir: Path, stack_name: str, env: Mapping[str, str], *, deep:
     select = stack or (lambda: select_stack(project_dir, stack_name, env))
     if files is None:
         # Another backend keeps its own files and locks; only pending operations are ours to resolve.
-        if not deep:
-            return Recovery()
-        deployment = select().export_stack().deployment or {}
-        return Recovery(resolved=_resolve(select, pending_operations(deployment)))
+        resolved = Resolved()
+        if deep:
+            deployment = select().export_stack().deployment or {}
+            resolved = _resolve(select, pending_operations(deployment))
+        return Recovery(resolved=resolved, settled=_settle(select, intent_path(project_dir, stack_name, env)))
     found = survey(files, deep=deep)
     if found.busy:
         return Recovery(busy=found.live_locks)
     if found.damage:
         raise StateDamagedError(stack_name, found.damage)
     repaired = tuple(repair(found))
-    return Recovery(repaired=repaired, resolved=_resolve(select, found.pending or ()))
+    return Recovery(repaired=repaired, resolved=_resolve(select, found.pending or ()),
+                    settled=_settle(select, intent_path(project_dir, stack_name, env)))
+
+
+def _settle(select: Callable[[], auto.Stack], path: Path) -> Settled | None:
+    """Settle a run killed before its end from its intent.
+
+    Its state was never saved: the cluster may hold objects it created that the state does not
+    know (which a later commit could then never prune), and objects it updated or deleted. So the
+    objects of its commit that the state lacks are applied again with a targeted `up` of that
+    commit, which takes existing ones over and creates the rest, awaiting no readiness: the next
+    `up` updates them to git's commit and waits for them, or deletes them. Then a refresh reads
+    the cluster for the rest. A kill during either leaves the intent, and the next turn does both
+    again. The intent goes only when both are done."""
+    intent = read_intent(path)
+    if intent is None:
+        return None
+    stack = select()
+    present = {r.get("urn") for r in (stack.export_stack().deployment or {}).get("resources") or []}
+    missing = [urn for urn in intent.urns if urn not in present]
+    if missing:
+        up(stack, intent.commit, on_output=None, program_env=_replay_env(intent), targets=[intent.provider, *missing])
+    drifted = refresh(stack, preview_only=False).drifted
+    path.unlink(missing_ok=True)
+    return Settled(intent.commit, len(missing), len(drifted))
+
+
+def _replay_env(intent: Intent) -> dict[str, str]:
+    # The killed run's commit had passed the dry run before its program registered anything.
+    env = {VERIFIED_ENV: intent.commit, REPLAY_ENV: "1"}
+    if intent.image_tags:
+        env[IMAGE_TAGS_ENV] = intent.image_tags
+    return env
 
 
 def _resolve(select: Callable[[], auto.Stack], pending: tuple[PendingOperation, ...]) -> Resolved:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from ..errors import EngineError
+from ..errors import EngineError, EngineKilledError
 from ..program import COMMIT_ENV, REPO_ENV
 from ..state.backend import Backend
 from .workspace import backend, cli_error, engine_env, project_name, select_stack
@@ -27,6 +28,8 @@ class RunResult:
     changes: Mapping[str, int]
     outputs: Mapping[str, object]
     seconds: float
+    targeted: int | None = None
+    """How many objects went through the engine in a delta run; None: every one."""
 
     @property
     def changed(self) -> bool:
@@ -45,15 +48,20 @@ QUOTED_ERRORS = 5
 
 def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None = print,
        on_event: Callable[[auto.EngineEvent], None] | None = None,
-       program_env: Mapping[str, str] | None = None, refresh: bool = False) -> RunResult:
+       program_env: Mapping[str, str] | None = None, refresh: bool = False,
+       targets: Sequence[str] = ()) -> RunResult:
     """`pulumi up` at a commit the caller has already rendered and validated. `program_env`
-    reaches the program only for this run (read-only image tags)."""
+    reaches the program and the CLI only for this run (read-only image tags); `targets` limits the
+    run to those URNs. EngineKilledError when the CLI died of a signal (it saved no state)."""
     program_env = dict(program_env or {})
     env_vars = _env_vars(stack)
     env_vars.update({COMMIT_ENV: commit, **program_env})
     errors: list[str] = []
+    changes: dict[str, int] = {}
 
     def record(event: auto.EngineEvent) -> None:
+        if event.summary_event is not None:
+            changes.update(_counts(event.summary_event.resource_changes))
         diagnostic = event.diagnostic_event
         if diagnostic is not None and diagnostic.severity == "error" and len(errors) < QUOTED_ERRORS:
             errors.append(diagnostic.message.strip())
@@ -63,16 +71,17 @@ def up(stack: auto.Stack, commit: str, on_output: Callable[[str], None] | None =
     started = time.monotonic()
     try:
         result = stack.up(on_output=on_output, on_event=record, show_secrets=False, color="never",
-                          refresh=refresh or None, suppress_progress=on_output is None)
+                          refresh=refresh or None, suppress_progress=on_output is None,
+                          target=list(targets) or None)
     except auto.errors.ConcurrentUpdateError as e:
         raise EngineError(f"stack {stack.name} is locked by another update: {cli_error(e)}") from e
     except auto.errors.CommandError as e:
         quoted = "".join(f"\n{line}" for line in errors)
-        raise EngineError(f"pulumi up failed for stack {stack.name}: {cli_error(e)}{quoted}") from e
+        error = EngineKilledError if _killed(e) else EngineError
+        raise error(f"pulumi up failed for stack {stack.name}: {cli_error(e)}{quoted}") from e
     finally:
         for key in (COMMIT_ENV, *program_env):
             env_vars.pop(key, None)
-    changes = {str(getattr(op, "value", op)): n for op, n in (result.summary.resource_changes or {}).items()}
     values = {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
     return RunResult(stack=stack.name, commit=commit, changes=changes, outputs=values,
                      seconds=time.monotonic() - started)
@@ -97,8 +106,7 @@ def refresh(stack: auto.Stack, *, preview_only: bool = False,
         if event.summary_event is not None:
             # The summary event carries the counts; RefreshResult's own summary is not reliable for
             # preview-only refreshes (it reported "create" for unchanged resources).
-            changes.update({str(getattr(op, "value", op)): n
-                            for op, n in (event.summary_event.resource_changes or {}).items()})
+            changes.update(_counts(event.summary_event.resource_changes))
         outputs = event.res_outputs_event
         op = str(getattr(outputs.metadata.op, "value", outputs.metadata.op)) if outputs is not None else "same"
         if outputs is not None and op not in ("same", "refresh"):
@@ -197,6 +205,17 @@ def event_json(value: Any) -> Any:
     if hasattr(value, "__dict__"):
         return {k: event_json(v) for k, v in vars(value).items() if v is not None and not k.startswith("_")}
     return value
+
+
+def _counts(changes: Mapping[Any, int] | None) -> dict[str, int]:
+    """A summary event's counts by operation name."""
+    return {str(getattr(op, "value", op)): n for op, n in (changes or {}).items()}
+
+
+def _killed(error: auto.errors.CommandError) -> bool:
+    """The CLI ended by a signal: the Automation API gives only its text, where the exit code is
+    `code: -9` (Python's returncode for a signal)."""
+    return re.search(r"^ code: -\d+$", str(error), re.MULTILINE) is not None
 
 
 def _env_vars(stack: auto.Stack) -> dict[str, str]:

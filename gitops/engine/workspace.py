@@ -4,13 +4,16 @@ Runs the same `Pulumi.yaml` program a person runs with `pulumi up`, so both give
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 from pulumi import automation as auto
+from pulumi.automation._stack import StackInitMode  # the mode `Stack()` takes; not re-exported
 
 from ..errors import EngineError
 from ..paths import bin_dir, state_root, tool_env
@@ -61,20 +64,58 @@ def run_lock(project_dir: Path, stack: str, env: Mapping[str, str]) -> StackLock
     return StackLock(stack_dir(project_dir, stack, env) / "run.lock", what="an engine run of the stack is in progress")
 
 
+def intent_path(project_dir: Path, stack: str, env: Mapping[str, str]) -> Path:
+    """Where a run names what it may create (`gitops.intent`); present only while a run has not ended."""
+    return stack_dir(project_dir, stack, env) / "intent.json"
+
+
+class _Workspace(auto.LocalWorkspace):
+    """The Automation API's workspace, reading a file backend's outputs from the checkpoint.
+
+    `Stack.up` asks for the outputs after every run, with two `pulumi stack output` processes
+    (each derives the passphrase key): about a second of a small commit's run."""
+
+    def stack_outputs(self, stack_name: str) -> auto.OutputMap:
+        files = backend(self.env_vars).stack_files(project_name(Path(self.work_dir)), stack_name,
+                                                   base=Path(self.work_dir))
+        values = files.outputs() if files else None
+        if values is None:
+            return super().stack_outputs(stack_name)
+        return {key: auto.OutputValue(value="[secret]", secret=True) if _is_ciphertext(value)
+                else auto.OutputValue(value=value, secret=False) for key, value in values.items()}
+
+
+class _Stack(auto.Stack):
+    def info(self, show_secrets: bool = True) -> auto.UpdateSummary | None:
+        """`Stack.up` ends with `pulumi stack history` for a summary this project takes from the
+        run's own events (`run.up`): one process fewer per run."""
+        return auto.UpdateSummary(kind="update", start_time=datetime.now(UTC), message="", environment={},
+                                  config={}, result="succeeded")
+
+
+def _is_ciphertext(value: object) -> bool:
+    return isinstance(value, dict) and "ciphertext" in value
+
+
 def select_stack(project_dir: Path, stack: str, env: Mapping[str, str] | None = None) -> auto.Stack:
     env = dict(env or engine_env())
     _salt_stack_file(project_dir, stack, env)
     try:
-        return auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir), opts=_options(project_dir, env))
+        return _Stack(stack, _Workspace(**vars(_options(project_dir, env))), StackInitMode.CREATE_OR_SELECT)
     except auto.errors.CommandError as e:
         raise EngineError(f"cannot select stack {stack}: {cli_error(e)}") from e
 
 
+@functools.cache
+def _command(root: Path) -> auto.PulumiCommand:
+    # Made once per process: making one runs `pulumi version`.
+    return auto.PulumiCommand(root=str(root), skip_version_check=True)
+
+
 def _options(work_dir: Path, env: Mapping[str, str]) -> auto.LocalWorkspaceOptions:
     # PulumiCommand runs `<root>/bin/pulumi`.
-    command = auto.PulumiCommand(root=str(bin_dir().parent), skip_version_check=True)
-    return auto.LocalWorkspaceOptions(work_dir=str(work_dir), env_vars=dict(env), pulumi_command=command,
-                                      secrets_provider="passphrase")
+    return auto.LocalWorkspaceOptions(work_dir=str(work_dir), env_vars=dict(env),
+                                      pulumi_command=_command(bin_dir().parent), secrets_provider="passphrase")
 
 
 

@@ -10,10 +10,12 @@ project turns them off with the bucket's own `metadata=skip` option on every fil
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 FILE_SCHEME = "file://"
@@ -117,6 +119,25 @@ class StackFiles:
     @property
     def meta(self) -> Path:
         return self.bookkeeping / "meta.yaml"
+
+    def outputs(self) -> dict[str, Any] | None:
+        """The stack's outputs read straight from its checkpoint: what `pulumi stack output` gives,
+        without starting the CLI; a secret output stays its ciphertext (a dict). {}: a stack with no
+        checkpoint yet has none. None: this cannot say (compressed, unreadable), ask the CLI."""
+        path = self.checkpoint()
+        if path is None:
+            return {}
+        if not path.name.endswith(".json"):
+            return None
+        try:
+            latest = (json.loads(path.read_bytes()).get("checkpoint") or {}).get("latest") or {}
+        except (OSError, ValueError, AttributeError):
+            return None  # the CLI will say what is wrong with it
+        for resource in latest.get("resources") or []:
+            if resource.get("type") == "pulumi:pulumi:Stack":
+                values = resource.get("outputs") or {}
+                return values if isinstance(values, dict) else None
+        return {}
 
     def own_file(self, name: str) -> bool:
         """Whether a file name in `stacks_dir` belongs to this stack (its checkpoint, backup or tags,

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..engine import Applied, RefreshResult, RunResult
+from ..engine import Applied, RefreshResult, RunPlan, RunResult
 from ..engine.recover import Recovery
 from ..images.scan import ImageScanner, ScanResult
 from ..images.writeback import Edit, WriteBack, WriteResult, write_back
 from ..kube.dryrun import Verdict, require_acceptance
-from ..model import Manifest
+from ..model import DesiredState, Manifest
 from ..settings import ClusterSettings, StackSettings
 from ..source.git import GitSource, SourceFile
 
@@ -28,8 +28,10 @@ class Engine(Protocol):
 
     def applied(self) -> Applied: ...
 
+    def plan(self, desired: DesiredState, settings: StackSettings) -> RunPlan: ...
+
     def up(self, commit: str, *, program_env: Mapping[str, str] | None = None,
-           on_event: Callable[[Any], None] | None = None) -> RunResult: ...
+           on_event: Callable[[Any], None] | None = None, plan: RunPlan | None = None) -> RunResult: ...
 
     def refresh(self, *, preview_only: bool, on_event: Callable[[Any], None] | None = None) -> RefreshResult: ...
 

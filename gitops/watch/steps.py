@@ -94,8 +94,9 @@ def deploy(ctx: StepContext, commit: str, reason: str, subjects: tuple[str, ...]
         if not verdict.allowed:
             raise GuardError(f"commit {commit[:12]}: {verdict.message}")
         program_env = {IMAGE_TAGS_ENV: images.encode_choices(tags)} if tags else {}
+        plan = ctx.ports.engine.plan(desired, settings)
         if settings.safety.server_dry_run:
-            accepted = ctx.ports.verdict(settings.cluster, desired.manifests, commit)
+            accepted = ctx.ports.verdict(settings.cluster, plan.to_verify(desired.manifests), commit)
             ctx.log("dryrun.accepted", accepted.summary, commit=commit)
             program_env[VERIFIED_ENV] = commit
     except GitOpsError as e:
@@ -103,7 +104,7 @@ def deploy(ctx: StepContext, commit: str, reason: str, subjects: tuple[str, ...]
     ctx.running("up", commit)
     record = Record(ctx.runs, "up", commit)
     try:
-        result = ctx.ports.engine.up(commit, program_env=program_env, on_event=record.engine_event)
+        result = ctx.ports.engine.up(commit, program_env=program_env, on_event=record.engine_event, plan=plan)
     except GitOpsError as e:
         summary = record.finish({"action": "up", "commit": commit, "reason": reason, "result": "error",
                                  "error": str(e)})
@@ -112,6 +113,7 @@ def deploy(ctx: StepContext, commit: str, reason: str, subjects: tuple[str, ...]
     summary = record.finish({"action": "up", "commit": commit, "reason": reason, "result": "ok",
                              "changes": dict(result.changes), "changed": result.changed,
                              "seconds": round(result.seconds, 2), "objects": len(desired.manifests),
+                             "targeted": result.targeted,
                              "guard": verdict.message})
     ctx.metrics.record_up(result.seconds, dict(result.changes))
     # The guard's "current" is what this `up` left: no `pulumi stack output` call (~1 s) next time.

@@ -19,7 +19,7 @@ LAYERS = (
     ("manifests", "renderers", "desired", "render", "guard"),
     ("kube",),
     ("images",),
-    ("resources", "program"),
+    ("resources", "intent", "program"),
     ("state", "local"),
     ("engine",),
     ("plan",),

@@ -58,3 +58,24 @@ def test_secret_data_is_a_pulumi_secret(mocks):
 
     return pulumi.Output.all(pulumi.Output.from_input(secret_data.is_secret()),
                              pulumi.Output.from_input(plain_data.is_secret())).apply(check)
+
+
+@pulumi.runtime.test
+def test_the_intent_names_every_resource_by_the_urn_the_engine_gives_it(mocks, tmp_path):
+    from gitops.intent import read_intent
+    from gitops.program import register
+
+    path = tmp_path / "intent.json"
+    state = example_state()
+    objects = register(state, settings_from_config({"repo": ".", "namespace": "demo"}), path)
+    intent = read_intent(path)
+    assert intent is not None and intent.commit == state.commit and len(intent.urns) == len(state.manifests)
+
+    def check(urns):
+        # The mocks qualify a child of the stack with the stack's type; the engine does not.
+        assert sorted(intent.urns) == sorted(u.replace("pulumi:pulumi:Stack$", "") for u in urns)
+        provider = next(r for r in mocks.resources if r.typ == "pulumi:providers:kubernetes")
+        assert intent.provider.endswith(f"::pulumi:providers:kubernetes::{provider.name}")
+        assert intent.provider.rsplit("::", 2)[0] == urns[0].rsplit("::", 2)[0]
+
+    return pulumi.Output.all(*[o.urn for o in objects]).apply(check)

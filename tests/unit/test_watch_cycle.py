@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.engine import Applied, RefreshResult, RunResult
+from gitops.engine import Applied, RefreshResult, RunPlan, RunResult
 from gitops.engine.recover import Recovery
 from gitops.errors import EngineError, SourceError, StateDamagedError
 from gitops.images.scan import ScanResult
@@ -85,7 +85,10 @@ class FakeEngine:
     def applied(self) -> Applied:
         return Applied(self.commit, self.subjects)
 
-    def up(self, commit, *, program_env=None, on_event=None) -> RunResult:
+    def plan(self, desired, settings) -> RunPlan:
+        return RunPlan(started=0.0)
+
+    def up(self, commit, *, program_env=None, on_event=None, plan=None) -> RunResult:
         self.ups.append(commit)
         if self.during_up:
             self.during_up()
