@@ -8,7 +8,7 @@ registers, by URN, with a digest of what the engine is given for it. The next ru
 the state what a killed run left out of it (`engine/recover.py`) instead of leaving it orphaned.
 
 A run that succeeds keeps its intent as the last run: the next commit then sends through the engine
-only the objects whose digest changed, and those it deletes (`delta_targets`).
+only the objects whose digest changed or that are new (`delta_targets`).
 """
 from __future__ import annotations
 
@@ -89,9 +89,13 @@ def delta_targets(last: LastRun | None, digests: Mapping[str, str], settings: st
             or not full_every or now - last.full_at >= full_every):
         return None
     before = last.intent.digests
+    # A commit that deletes objects, or moves one to another type (an apiVersion changed: one
+    # resource under an alias), is a full run: a targeted delete takes what the state says depends
+    # on it along, and refuses when that is not targeted too.
+    if any(urn not in digests for urn in before):
+        return None
     # An empty digest (a Secret) is never taken as unchanged.
-    changed = [urn for urn, digest in digests.items() if not digest or before.get(urn) != digest]
-    return (*changed, *(urn for urn in before if urn not in digests))
+    return tuple(urn for urn, digest in digests.items() if not digest or before.get(urn) != digest)
 
 
 def _intent(path: Path, record: Mapping[str, Any]) -> Intent:

@@ -122,7 +122,9 @@ def _settle(select: Callable[[], auto.Stack], path: Path) -> Settled | None:
     present = {r.get("urn") for r in (stack.export_stack().deployment or {}).get("resources") or []}
     missing = [urn for urn in intent.urns if urn not in present]
     if missing:
-        up(stack, intent.commit, on_output=None, program_env=_replay_env(intent), targets=[intent.provider, *missing])
+        # The provider is not named: the engine always includes it (creating it if the state lacks
+        # it), and naming it would take every object that uses it as a target too.
+        up(stack, intent.commit, on_output=None, program_env=_replay_env(intent), targets=missing)
     drifted = refresh(stack, preview_only=False).drifted
     path.unlink(missing_ok=True)
     return Settled(intent.commit, len(missing), len(drifted))

@@ -238,7 +238,11 @@ def test_a_damaged_checkpoint_is_a_clear_error_and_stalls_the_watcher_until_fixe
 
 def test_objects_a_killed_run_was_creating_are_adopted_so_a_later_commit_prunes_them(project, tmp_path):
     # Readiness waits on: a LoadBalancer Service waits for an address no controller here gives, so
-    # its create stays pending while the object already exists, the window a kill can land in.
+    # the run is still going while the object already exists, the window a kill can land in. The
+    # run saves the state only when it ends, so the state never hears of the Service.
+    from gitops.engine.workspace import intent_path
+    from gitops.intent import read_intent
+
     project.write_stack(driftInterval=0, imageMode="off")
     base = {f"c{i:03}": "a" for i in range(3)}
     project.repo.write(files_of(project, base, {}))
@@ -250,11 +254,13 @@ def test_objects_a_killed_run_was_creating_are_adopted_so_a_later_commit_prunes_
     run = start(project, "gitops up", tmp_path / "killed.log")
     wait_for(lambda: project.exists("service", "lb", "-n", project.namespace), 120, "the Service created", 0.1)
     kill_session(run)
-    pending = survey(project.files, deep=True).pending or ()
-    assert [op.urn.rsplit("/", 1)[1] for op in pending if op.type == "creating"] == ["lb"], pending
+    assert not [r for r in project.deployment().get("resources", []) if r["urn"].endswith("/lb")]
+    intent = read_intent(intent_path(project.root, project.stack, project.env))
+    assert intent is not None and [u for u in intent.urns if u.endswith("/lb")], "the run named what it may create"
     # Meanwhile git moved on: the Service is gone from it again.
     head = project.repo.write({"lb.yaml": None})
     result = project.gitops("up", "--stack", project.stack)
-    assert "1 object(s) it had created adopted into the state" in result.stdout, result.stdout
+    assert "that was killed before it saved the state: 1 object(s)" in result.stdout, result.stdout
     assert not project.exists("service", "lb", "-n", project.namespace), "orphaned in the cluster"
     assert_converged(project, base, head)
+    assert not intent_path(project.root, project.stack, project.env).exists()

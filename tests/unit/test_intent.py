@@ -6,7 +6,7 @@ from pulumi.automation._cmd import CommandResult
 from gitops.engine.recover import Recovery, Settled, _replay_env
 from gitops.engine.run import _killed
 from gitops.errors import EngineError
-from gitops.intent import Intent, read_intent
+from gitops.intent import Intent, LastRun, delta_targets, read_intent
 from gitops.program import IMAGE_TAGS_ENV, REPLAY_ENV, VERIFIED_ENV
 
 
@@ -47,3 +47,40 @@ def test_a_settled_run_is_one_line_saying_what_was_done():
                      "of that commit the state lacked applied again so the state has them, then 2 object(s) it "
                      "had changed or deleted refreshed from the cluster"]
     assert Recovery(settled=Settled("c", 0, 0)).changed
+
+
+def last_run(digests, *, stamp=(1, 2), settings="s", full_at=100.0):
+    return LastRun(Intent(commit="c", provider="urn:p", digests=digests, settings=settings), stamp, full_at)
+
+
+A, B, C = "urn:pulumi:s::p::kubernetes:core/v1:ConfigMap::core/ConfigMap:ns/a", \
+    "urn:pulumi:s::p::kubernetes:core/v1:ConfigMap::core/ConfigMap:ns/b", \
+    "urn:pulumi:s::p::kubernetes:core/v1:Secret::core/Secret:ns/c"
+
+
+def test_a_delta_run_targets_what_changed_or_was_added_and_every_secret():
+    last = last_run({A: "1", C: ""})
+    assert delta_targets(last, {A: "1", C: ""}, "s", (1, 2), 200.0, 3600.0) == (C,)
+    assert delta_targets(last, {A: "9", B: "2", C: ""}, "s", (1, 2), 200.0, 3600.0) == (A, B, C)
+    assert delta_targets(last_run({A: "1"}), {A: "1"}, "s", (1, 2), 200.0, 3600.0) == ()
+
+
+def test_a_commit_that_deletes_an_object_is_a_full_run():
+    assert delta_targets(last_run({A: "1", B: "2"}), {A: "1"}, "s", (1, 2), 200.0, 3600.0) is None
+
+
+@pytest.mark.parametrize(("last", "stamp", "settings", "now", "every"), [
+    (None, (1, 2), "s", 200.0, 3600.0),               # no run succeeded since the last failure
+    (last_run({A: "1"}), (1, 3), "s", 200.0, 3600.0),  # another run saved the checkpoint since
+    (last_run({A: "1"}), None, "s", 200.0, 3600.0),    # not a file backend
+    (last_run({A: "1"}), (1, 2), "t", 200.0, 3600.0),  # settings that reach every object changed
+    (last_run({A: "1"}), (1, 2), "s", 3700.0, 3600.0),  # a full run is due
+    (last_run({A: "1"}), (1, 2), "s", 200.0, None),    # fullRunInterval 0: every run is full
+])
+def test_every_object_goes_through_the_engine_unless_the_last_run_can_be_trusted(last, stamp, settings, now, every):
+    assert delta_targets(last, {A: "1"}, settings, stamp, now, every) is None
+
+
+def test_an_api_version_change_is_a_full_run_so_the_engine_follows_the_alias():
+    moved = A.replace("core/v1:ConfigMap::", "core/v2:ConfigMap::")
+    assert delta_targets(last_run({A: "1", B: "2"}), {moved: "1", B: "2"}, "s", (1, 2), 200.0, 3600.0) is None
