@@ -100,11 +100,13 @@ def urn(stack: str, project: str, type_: str, name: str) -> str:
 
 def targeted_specs(specs: Sequence[ResourceSpec], urns: Collection[str], stack: str,
                    project: str) -> list[ResourceSpec]:
-    """The specs a targeted run registers: the targets, and what they depend on (a Namespace, a
-    CRD), which the engine keeps as they are. Any other resource of the state is left alone by a
-    targeted run, registered or not, so its Python registration is skipped."""
-    wanted = {spec.name for spec in specs if urn(stack, project, spec.type, spec.name) in urns}
-    wanted |= {name for spec in specs if spec.name in wanted for name in spec.depends_on}
+    """The specs a targeted run registers: the targets, what they depend on (a Namespace, a CRD),
+    and what depends on them (the engine takes a target's unregistered dependents for deletes); the
+    engine keeps the untargeted ones as they are. Any other resource of the state is left alone by
+    a targeted run, registered or not, so its Python registration is skipped."""
+    targeted = {spec.name for spec in specs if urn(stack, project, spec.type, spec.name) in urns}
+    wanted = targeted | {name for spec in specs if spec.name in targeted for name in spec.depends_on}
+    wanted |= {spec.name for spec in specs if targeted.intersection(spec.depends_on)}
     return [spec for spec in specs if spec.name in wanted]
 
 

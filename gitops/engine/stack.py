@@ -52,6 +52,8 @@ class RunPlan:
     digests: Mapping[str, str] | None = None
     """Every desired object's digest, which the state holds once a delta run succeeds."""
     full_at: float = 0.0
+    idle_target: str | None = None
+    """The URN a run of no changed object targets (`StackEngine.plan`)."""
 
     def to_verify(self, manifests: Sequence[Manifest]) -> list[Manifest]:
         """The objects of the commit the API server must accept: those this run applies. The
@@ -111,8 +113,12 @@ class StackEngine:
         if targets is None:
             return RunPlan(started=started)
         names = {spec.name for spec, urn in zip(specs, digests, strict=True) if urn in set(targets)}
+        # What a commit that changes no object targets, so that the stack's outputs still take it:
+        # one object nothing depends on (a target's dependents are registered too).
+        needed = {name for spec in specs for name in spec.depends_on}
+        idle = next((urn for spec, urn in zip(specs, digests, strict=True) if spec.name not in needed), None)
         return RunPlan(started=started, targets=targets, changed=frozenset(names), digests=digests,
-                       full_at=last.full_at if last else started)
+                       full_at=last.full_at if last else started, idle_target=idle)
 
     def up(self, commit: str, *, program_env: Mapping[str, str] | None = None,
            on_event: Callable[[auto.EngineEvent], None] | None = None,
@@ -132,7 +138,7 @@ class StackEngine:
             # No object changed. One unchanged object is targeted (its diff is empty) so that the
             # stack's outputs still take the new commit: no target at all means every object, and
             # the provider alone would take its dependents as deletes.
-            targets = tuple(plan.digests or ())[:1] or None
+            targets = (plan.idle_target,) if plan.idle_target else None
         run_env = {**(program_env or {}), INTENT_ENV: str(intent)}
         targets_file = intent.with_name("targets")
         if targets is not None:

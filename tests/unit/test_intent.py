@@ -84,3 +84,18 @@ def test_every_object_goes_through_the_engine_unless_the_last_run_can_be_trusted
 def test_an_api_version_change_is_a_full_run_so_the_engine_follows_the_alias():
     moved = A.replace("core/v1:ConfigMap::", "core/v2:ConfigMap::")
     assert delta_targets(last_run({A: "1", B: "2"}), {moved: "1", B: "2"}, "s", (1, 2), 200.0, 3600.0) is None
+
+
+def test_a_targeted_run_registers_its_targets_what_they_need_and_what_needs_them():
+    from gitops.resources import ResourceSpec, targeted_specs, urn
+
+    def spec(name, *deps):
+        return ResourceSpec(name=name, type="t", props={}, depends_on=deps, alias_types=(), secret_fields=(),
+                            subject=name)
+
+    specs = [spec("ns"), spec("crd"), spec("a", "ns"), spec("g", "ns", "crd"), spec("other")]
+    def names(*targets):
+        return [s.name for s in targeted_specs(specs, {urn("s", "p", "t", n) for n in targets}, "s", "p")]
+
+    assert names("a") == ["ns", "a"]
+    assert names("crd") == ["crd", "g"], "the engine would take an unregistered Gadget for a delete"
